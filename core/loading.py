@@ -1,0 +1,25 @@
+"""Load a base model and its tokenizer for a job, with the method's loading options."""
+from __future__ import annotations
+
+from core.data.encode import ensure_chat_template
+from core.model_source import resolve_model
+
+
+def load_tokenizer(model_path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model_path, convert=True))
+    ensure_chat_template(tokenizer)
+    return tokenizer
+
+
+def load_base_model(spec, device: str, **method_kwargs):
+    """Weights stay fp32 on CPU (autocast does the bf16 compute); a GPU loads them in its compute dtype."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"dtype": torch.float32}
+    if device == "cuda":
+        kwargs["device_map"] = {"": 0}
+    kwargs.update(method_kwargs)
+    return AutoModelForCausalLM.from_pretrained(resolve_model(spec.model.path, convert=True), **kwargs)

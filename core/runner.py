@@ -1,0 +1,63 @@
+"""Start, watch and stop trainer processes.
+
+The trainer runs detached (its own session) with its output going straight to
+train.log, never through a pipe, so it keeps training whether or not anybody
+is watching, and survives the UI being closed or restarted.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from core.paths import PROJECT_ROOT
+from core.run_folder import FINAL_STATES, RunFolder, active_run, new_run_folder, write_atomic
+from core.spec import JobSpec, dump_spec
+
+
+class RunnerBusy(RuntimeError):
+    """A job is already running in this workspace."""
+
+
+def start(spec: JobSpec, workspace: Path) -> RunFolder:
+    """Write the run folder and launch the trainer; the spec must already be validated."""
+    busy = active_run(workspace)
+    if busy is not None:
+        raise RunnerBusy(f"run {busy.run_id} is still {busy.status()['state']}; stop it or wait for it to finish")
+    run = new_run_folder(workspace, spec.method)
+    write_atomic(run.job, dump_spec(spec))
+    run.write_status(state="queued", pid=None)
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(PROJECT_ROOT))
+    with open(run.log_file, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core.train", str(run.job)],
+            cwd=PROJECT_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+    # The trainer writes its own pid too; writing it here closes the gap before it starts.
+    if run.raw_status()["state"] == "queued":
+        run.write_status(pid=proc.pid)
+    return run
+
+
+def stop(run: RunFolder) -> None:
+    """Ask the trainer to stop after the current step and save what it has."""
+    if run.is_active():
+        run.request_stop()
+
+
+def wait(run: RunFolder, on_tick=None, poll_s: float = 0.5) -> dict:
+    """Block until the run ends; `on_tick(status)` is called at every poll."""
+    while True:
+        status = run.status()
+        if on_tick:
+            on_tick(status)
+        if status["state"] in FINAL_STATES:
+            return status
+        time.sleep(poll_s)

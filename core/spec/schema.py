@@ -1,0 +1,165 @@
+"""The job spec: one typed schema for everything a training job needs.
+
+Each field carries its own bounds, choices and help text in `field` metadata,
+so the YAML loader, the CLI `--set` overrides, validation and the UI form all
+read the same declaration. Method parameters live beside their method in
+`core/methods/<name>.py`; the root spec gathers them from the method registry.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+BUNDLED_MODEL = "SmolLM2-135M-Instruct"
+
+
+def opt(default, help: str, *, lo=None, hi=None, choices=None, multi=False, kind=None):
+    """Declare a spec field with its default, plain-words help and allowed values.
+
+    `lo`/`hi` bound numbers (inclusive), `choices` limits strings (or each list
+    item when `multi`), `kind` marks fields the UI draws specially (e.g. "path").
+    """
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "multi": multi, "kind": kind}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelSection:
+    path: str = opt(
+        BUNDLED_MODEL,
+        "The base model: the bundled SmolLM2-135M-Instruct, a local Hugging Face folder, "
+        "or a hub id (needs a network the first time).",
+        kind="model",
+    )
+
+
+@dataclass
+class DataSection:
+    dataset: str = opt(
+        "identity",
+        "A dataset from the registry (data/dataset_info.json) or a path to a json/jsonl file.",
+        kind="dataset",
+    )
+    registry: str = opt("", "Dataset registry file; empty uses the bundled data/dataset_info.json.", kind="path")
+    name: str = opt("Ferret", "Fills {{name}} in identity-style datasets: the name the model learns to give itself.")
+    author: str = opt("LoRA Workbench", "Fills {{author}} in identity-style datasets.")
+    max_samples: int = opt(0, "Use at most this many samples (0 = all). Handy for a quick trial run.", lo=0)
+    max_length: int = opt(
+        512,
+        "Longest sequence in tokens; longer samples are cut. Memory and time grow with it.",
+        lo=16,
+        hi=131072,
+    )
+    train_on_prompt: bool = opt(
+        False,
+        "Also learn from the user's prompts. Off (the usual choice) trains only on the assistant's answers.",
+    )
+
+
+@dataclass
+class TrainSection:
+    epochs: float = opt(
+        3.0,
+        "Passes over the dataset. Several epochs over a small instruction set can overfit and make answers worse.",
+        lo=0.01,
+        hi=1000,
+    )
+    max_steps: int = opt(0, "Stop after this many optimiser steps (0 = decide from epochs).", lo=0)
+    learning_rate: float = opt(
+        2e-4,
+        "Step size. LoRA tolerates higher rates than full fine-tuning (1e-4 to 1e-3); too high diverges.",
+        lo=1e-8,
+        hi=1.0,
+    )
+    batch_size: int = opt(4, "Samples per forward pass. Larger is faster per sample but needs more memory.", lo=1, hi=4096)
+    grad_accum: int = opt(
+        1,
+        "Forward passes summed before each optimiser step. Effective batch = batch size x this, at no extra memory.",
+        lo=1,
+        hi=4096,
+    )
+    weight_decay: float = opt(0.0, "Pulls weights towards zero; a little (0.01) can curb overfitting.", lo=0.0, hi=1.0)
+    warmup_steps: int = opt(0, "Steps over which the learning rate ramps up from zero; steadies early training.", lo=0)
+    lr_scheduler: str = opt(
+        "cosine",
+        "How the learning rate falls over the run.",
+        choices=["cosine", "linear", "constant", "constant_with_warmup"],
+    )
+    max_grad_norm: float = opt(1.0, "Clip gradients to this norm (0 = no clipping); guards against spikes.", lo=0.0)
+    group_by_length: bool = opt(
+        False,
+        "Batch samples of similar length together: less padding, so faster on uneven data; the order is a little less random.",
+    )
+    gradient_checkpointing: bool = opt(
+        False,
+        "Recompute activations during the backward pass instead of storing them: much less memory for long "
+        "sequences, about 20-30% more time.",
+    )
+    logging_steps: int = opt(1, "Write a metrics point every this many steps.", lo=1)
+    save_steps: int = opt(0, "Save a resumable checkpoint every this many steps (0 = only at the end).", lo=0)
+    seed: int = opt(42, "Random seed for shuffling and adapter initialisation; same seed, same run.", lo=0)
+
+
+@dataclass
+class RuntimeSection:
+    device: str = opt("auto", "Where to train: auto picks a GPU when there is one.", choices=["auto", "cpu", "cuda"])
+    precision: str = opt(
+        "auto",
+        "Number format for compute. bf16 halves activation memory and is faster where the hardware has it; "
+        "auto picks bf16 on GPUs and CPUs with native bf16 (on other CPUs it is emulated and very slow), else fp32.",
+        choices=["auto", "bf16", "fp16", "fp32"],
+    )
+    threads: int = opt(0, "CPU threads for training (0 = all cores).", lo=0, hi=1024)
+
+
+def spec_fields(section_cls) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(section_cls) if f.metadata]
+
+
+def section_types() -> dict[str, type]:
+    """Every section of the spec, fixed ones first, then one per method."""
+    from core.methods import METHODS
+
+    sections: dict[str, type] = {"model": ModelSection, "data": DataSection}
+    for method in METHODS.values():
+        if method.Params is not None and method.SECTION not in sections:
+            sections[method.SECTION] = method.Params
+    sections["train"] = TrainSection
+    sections["runtime"] = RuntimeSection
+    return sections
+
+
+def method_choices() -> list[str]:
+    from core.methods import METHODS
+
+    return list(METHODS)
+
+
+@dataclass
+class JobSpec:
+    """A whole training job. `sections` holds one dataclass instance per section."""
+
+    method: str = "lora"
+    sections: dict[str, Any] = field(default_factory=lambda: {k: cls() for k, cls in section_types().items()})
+
+    def __getattr__(self, name: str):
+        # Lets code read spec.lora.r / spec.train.epochs without knowing which sections exist.
+        sections = self.__dict__.get("sections")
+        if sections is not None and name in sections:
+            return sections[name]
+        raise AttributeError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.method}
+        for name, section in self.sections.items():
+            out[name] = dataclasses.asdict(section)
+        return out
+
+    def get(self, dotted: str):
+        if dotted == "method":
+            return self.method
+        section, key = dotted.split(".", 1)
+        return getattr(self.sections[section], key)

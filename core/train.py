@@ -1,0 +1,126 @@
+"""The trainer process: `python -m core.train RUN/job.yaml`.
+
+Reads the job from its run folder, trains with TRL's SFTTrainer and the chosen
+method, and reports only through the run folder (status.json, metrics.jsonl,
+adapter/). Its stdout and stderr are the run's train.log.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from core.run_folder import RunFolder
+
+
+def build_dataset(spec, tokenizer):
+    from core.data.encode import encode_dataset
+    from core.data.formats import load_conversations
+    from core.data.registry import find_dataset
+
+    entry = find_dataset(spec.data.dataset, spec.data.registry)
+    conversations = load_conversations(entry, {"name": spec.data.name, "author": spec.data.author})
+    if spec.data.max_samples:
+        conversations = conversations[: spec.data.max_samples]
+    return encode_dataset(tokenizer, conversations, spec.data.max_length, spec.data.train_on_prompt)
+
+
+def save_adapter(model, tokenizer, target: Path) -> None:
+    """Write the adapter whole or not at all: into a temporary folder, then rename."""
+    tmp = target.with_name(".adapter.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+
+
+def train(run: RunFolder) -> str:
+    import torch
+    from trl import SFTConfig, SFTTrainer
+
+    from core.device import pick_device, pick_precision
+    from core.loading import load_base_model, load_tokenizer
+    from core.methods import METHODS
+    from core.run_callback import RunFolderCallback
+    from core.spec import load_spec
+
+    spec = load_spec(str(run.job))
+    method = METHODS[spec.method]
+    device = pick_device(spec.runtime.device)
+    precision = pick_precision(spec.runtime.precision, device)
+    if spec.runtime.threads:
+        torch.set_num_threads(spec.runtime.threads)
+    print(f"[workbench] method={spec.method} device={device} precision={precision} threads={torch.get_num_threads()}", flush=True)
+
+    tokenizer = load_tokenizer(spec.model.path)
+    dataset = build_dataset(spec, tokenizer)
+    print(f"[workbench] {len(dataset)} training samples", flush=True)
+    model = load_base_model(spec, device, **method.load_kwargs(spec, device))
+    peft_config = method.peft_config(spec, model)
+
+    t = spec.train
+    args = SFTConfig(
+        output_dir=str(run.checkpoints_dir),
+        per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps or -1,
+        weight_decay=t.weight_decay,
+        warmup_steps=t.warmup_steps,
+        lr_scheduler_type=t.lr_scheduler,
+        max_grad_norm=t.max_grad_norm or None,
+        logging_steps=t.logging_steps,
+        gradient_checkpointing=t.gradient_checkpointing,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        save_strategy="steps" if t.save_steps else "no",
+        save_steps=t.save_steps or 500,
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",
+        max_length=spec.data.max_length,
+        include_num_input_tokens_seen="non_padding",
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    callback = RunFolderCallback(run, samples_per_step=t.batch_size * t.grad_accum)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        callbacks=[callback, *method.callbacks(spec)],
+    )
+    trainer.model.print_trainable_parameters()
+    trainer.train()
+    save_adapter(trainer.model, tokenizer, run.adapter_dir)
+    return "stopped" if run.stop_requested() else "completed"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m core.train RUN_FOLDER/job.yaml", file=sys.stderr)
+        return 2
+    run = RunFolder(Path(argv[0]).resolve().parent)
+    run.write_status(state="running", pid=os.getpid(), started_at=time.time(), error=None)
+    try:
+        final = train(run)
+    except BaseException as err:  # report every failure, KeyboardInterrupt included, then re-raise nothing
+        traceback.print_exc()
+        run.write_status(state="failed", ended_at=time.time(), error={"kind": type(err).__name__, "message": str(err)[:2000]})
+        return 1
+    run.write_status(state=final, ended_at=time.time())
+    print(f"[workbench] {final}: adapter saved to {run.adapter_dir}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
