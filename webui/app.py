@@ -1,0 +1,43 @@
+"""Assemble the workbench page and serve it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from webui import i18n
+from webui.train_tab import build_train_tab
+
+
+def build_app(workspace: Path, lang: str = "en") -> gr.Blocks:
+    workspace.mkdir(parents=True, exist_ok=True)
+    with gr.Blocks(title="LoRA Workbench") as demo:
+        with gr.Row():
+            title = gr.Markdown(f"# {i18n.text('title', lang)}", elem_id="title")
+            language = gr.Radio(choices=[(v, k) for k, v in i18n.LANGUAGES.items()], value=lang,
+                                label="Language / 语言", elem_id="language")
+        with gr.Tabs():
+            with gr.Tab(i18n.text("tab.train", lang), id="train", elem_id="tab-train") as train_tab:
+                train = build_train_tab(workspace, lang)
+
+        def switch_language(lang_new, method_name):
+            from core.methods import METHODS
+
+            return [
+                f"# {i18n.text('title', lang_new)}",
+                gr.update(label=i18n.text("tab.train", lang_new)),
+                i18n.explainer(method_name, METHODS[method_name].EXPLAINER, lang_new),
+                *train["relabel"](lang_new),
+            ]
+
+        language.change(switch_language, [language, train["method"]],
+                        [title, train_tab, train["explainer"], *train["relabel_outputs"]])
+        demo.load(train["load"], train["load_inputs"], train["load_outputs"])
+    return demo
+
+
+def serve(host: str = "127.0.0.1", port: int = 7860, workspace: Path | None = None) -> None:
+    from core.paths import default_workspace
+
+    demo = build_app(workspace or default_workspace())
+    demo.queue(default_concurrency_limit=8).launch(server_name=host, server_port=port, show_error=True)

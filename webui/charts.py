@@ -1,0 +1,35 @@
+"""Plotly figures drawn from metrics.jsonl records."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+# (metric key, subplot title key) in the order the panels appear.
+PANELS = [
+    ("loss", "chart.loss"),
+    ("learning_rate", "chart.learning_rate"),
+    ("grad_norm", "chart.grad_norm"),
+    ("tokens_per_second", "chart.tokens_per_second"),
+    ("memory_mb", "chart.memory_mb"),
+]
+
+
+def training_figure(records: list[dict], titles: dict[str, str]) -> go.Figure:
+    """One figure, one panel per metric; eval loss joins the loss panel when present."""
+    fig = make_subplots(rows=2, cols=3, subplot_titles=[titles[t] for _, t in PANELS], vertical_spacing=0.18)
+    for index, (key, _) in enumerate(PANELS):
+        row, col = divmod(index, 3)
+        points = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+        fig.add_trace(
+            go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers", name=titles[PANELS[index][1]],
+                       marker={"size": 4}),
+            row=row + 1, col=col + 1,
+        )
+        if key == "loss":
+            evals = [(r["step"], r["eval_loss"]) for r in records if r.get("eval_loss") is not None]
+            if evals:
+                fig.add_trace(go.Scatter(x=[p[0] for p in evals], y=[p[1] for p in evals], mode="lines+markers",
+                                         name=titles.get("chart.eval_loss", "eval loss")), row=1, col=1)
+    fig.update_layout(height=520, showlegend=False, margin={"l": 40, "r": 20, "t": 40, "b": 30}, uirevision="keep")
+    fig.update_xaxes(title_text="step", title_standoff=2)
+    return fig
