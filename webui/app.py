@@ -20,17 +20,17 @@ def build_app(workspace: Path, lang: str = "en") -> gr.Blocks:
             with gr.Tab(i18n.text("tab.train", lang), id="train", elem_id="tab-train") as train_tab:
                 train = build_train_tab(workspace, lang)
 
-        def switch_language(lang_new, method_name):
+        def switch_language(lang_new, method_name, view):
             from core.methods import METHODS
 
             return [
                 f"# {i18n.text('title', lang_new)}",
                 gr.update(label=i18n.text("tab.train", lang_new)),
                 i18n.explainer(method_name, METHODS[method_name].EXPLAINER, lang_new),
-                *train["relabel"](lang_new),
+                *train["relabel"](lang_new, view),
             ]
 
-        language.change(switch_language, [language, train["method"]],
+        language.change(switch_language, [language, train["method"], train["view"]],
                         [title, train_tab, train["explainer"], *train["relabel_outputs"]])
         demo.load(train["load"], train["load_inputs"], train["load_outputs"])
     return demo

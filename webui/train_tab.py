@@ -22,6 +22,7 @@ from webui.charts import PANELS, training_figure
 from webui.form import JobForm
 
 FIXED_SECTIONS = ("model", "data")
+LOG_LINES = 16
 LATER_SECTIONS = ("train", "runtime")
 
 
@@ -56,7 +57,8 @@ def progress_html(run: RunFolder | None, status: dict | None, records: list[dict
     eta = records[-1].get("eta_s") if records and status["state"] == "running" else None
     state = status["state"]
     label = i18n.text(f"state.{state}", lang)
-    line = i18n.text("progress.line", lang, run=run.run_id, state=label, step=step, total=total or "?", eta=format_eta(eta))
+    key = "progress.line" if state in ACTIVE_STATES else "progress.done"
+    line = i18n.text(key, lang, run=run.run_id, state=label, step=step, total=total or "?", eta=format_eta(eta))
     error = ""
     if state == "failed" and status.get("error"):
         err = status["error"]
@@ -104,7 +106,7 @@ def build_train_tab(workspace: Path, lang: str = "en"):
     message = gr.Markdown("", elem_id="train-message")
     progress = gr.HTML(progress_html(None, None, [], lang), elem_id="train-progress-box")
     charts = gr.Plot(training_figure([], chart_titles(lang)), elem_id="train-charts", label=i18n.text("charts", lang))
-    log = gr.Textbox(label=i18n.text("log", lang), lines=12, max_lines=12, autoscroll=True, elem_id="train-log",
+    log = gr.Textbox(label=i18n.text("log", lang), lines=LOG_LINES, max_lines=LOG_LINES, elem_id="train-log",
                      interactive=False)
     lang_state = gr.State(lang)
 
@@ -153,19 +155,29 @@ def build_train_tab(workspace: Path, lang: str = "en"):
             return state, gr.skip(), gr.skip(), gr.skip()
         new, offset = current.read_metrics(state["offset"])
         status = current.status()
-        changed = bool(new) or status["state"] != state["state"] or status.get("step") != state.get("step")
+        changed = (bool(new) or status["state"] != state["state"] or status.get("step") != state.get("step")
+                   or lang_now != state.get("lang"))
         if not changed and status["state"] not in ACTIVE_STATES:
             return state, gr.skip(), gr.skip(), gr.skip()
         records = state["records"] + new
-        state = {"run": state["run"], "offset": offset, "records": records, "state": status["state"], "step": status.get("step")}
+        state = {"run": state["run"], "offset": offset, "records": records, "state": status["state"],
+                 "step": status.get("step"), "lang": lang_now}
         figure = training_figure(records, chart_titles(lang_now)) if new or not records else gr.skip()
-        return state, progress_html(current, status, records, lang_now), figure, current.log_tail()
+        tail = "\n".join(current.log_tail().splitlines()[-LOG_LINES:])  # the box shows the newest lines whole
+        return state, progress_html(current, status, records, lang_now), figure, tail
 
     def on_load(lang_now):
-        """A fresh page attaches to the active run, or shows the latest one."""
+        """A fresh page attaches to the active run, or shows the latest one, with that run's job in the form."""
         run = active_run(workspace) or next(iter(list_runs(workspace)), None)
-        state = empty_view() if run is None else {"run": str(run.path), "offset": 0, "records": [], "state": None}
-        return (state, *on_tick(state, lang_now)[1:])
+        if run is None:
+            return (empty_view(), *on_tick(empty_view(), lang_now)[1:], *[gr.skip()] * (1 + len(form.inputs)))
+        state = {"run": str(run.path), "offset": 0, "records": [], "state": None}
+        try:
+            spec = load_spec(str(run.job))
+            job_values = [spec.method, *form.values_from(spec)]
+        except SpecError:  # a job written by another version of the spec: show the run, keep the form
+            job_values = [gr.skip()] * (1 + len(form.inputs))
+        return (state, *on_tick(state, lang_now)[1:], *job_values)
 
     method_boxes = [form.section_boxes[s] for s in method_sections]
     method.change(on_method, [method, lang_state], [explainer, *method_boxes])
@@ -175,7 +187,7 @@ def build_train_tab(workspace: Path, lang: str = "en"):
     timer = gr.Timer(1.0)
     timer.tick(on_tick, [view, lang_state], [view, progress, charts, log], show_progress="hidden")
 
-    def relabel(lang_new):
+    def relabel(lang_new, state):
         sections = [gr.update(label=i18n.text(f"section.{s}", lang_new)) for s in form.section_boxes]
         return [
             lang_new,
@@ -183,7 +195,7 @@ def build_train_tab(workspace: Path, lang: str = "en"):
             gr.update(label=i18n.text("method", lang_new)),
             gr.update(value=i18n.text("start", lang_new)),
             gr.update(value=i18n.text("stop", lang_new)),
-            gr.update(label=i18n.text("charts", lang_new)),
+            gr.update(value=training_figure(state["records"], chart_titles(lang_new)), label=i18n.text("charts", lang_new)),
             gr.update(label=i18n.text("log", lang_new)),
             *sections,
             *form.relabel(lang_new),
@@ -191,4 +203,4 @@ def build_train_tab(workspace: Path, lang: str = "en"):
 
     relabel_outputs = [lang_state, preset, method, start, stop, charts, log, *form.section_boxes.values(), *form.inputs]
     return {"relabel": relabel, "relabel_outputs": relabel_outputs, "load": on_load, "load_inputs": [lang_state],
-            "load_outputs": [view, progress, charts, log], "method": method, "explainer": explainer, "lang_state": lang_state}
+            "load_outputs": [view, progress, charts, log, method, *form.inputs], "method": method, "explainer": explainer, "lang_state": lang_state, "view": view}
