@@ -8,6 +8,7 @@ The trainer writes; the UI and the CLI read. Files are replaced atomically
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -61,9 +62,13 @@ class RunFolder:
 
     # --- status -----------------------------------------------------------------
     def write_status(self, **changes) -> dict:
-        status = self.raw_status()
-        status.update(changes)
-        write_atomic(self.status_file, json.dumps(status, indent=1))
+        """Merge `changes` into status.json. The runner and the trainer both write it, so the
+        read-modify-write holds a lock: otherwise one could undo the other's change."""
+        with open(self.path / ".status.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            status = self.raw_status()
+            status.update(changes)
+            write_atomic(self.status_file, json.dumps(status, indent=1))
         return status
 
     def raw_status(self) -> dict:

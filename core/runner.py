@@ -30,19 +30,24 @@ def start(spec: JobSpec, workspace: Path) -> RunFolder:
     write_atomic(run.job, dump_spec(spec))
     run.write_status(state="queued", pid=None)
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(PROJECT_ROOT))
-    with open(run.log_file, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "core.train", str(run.job)],
-            cwd=PROJECT_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-        )
+    try:
+        with open(run.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "core.train", str(run.job)],
+                cwd=PROJECT_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+            )
+    except OSError as err:
+        # A "queued" run with no pid would read as active forever and block every later start.
+        run.write_status(state="failed", ended_at=time.time(), error={"kind": type(err).__name__, "message": str(err)})
+        raise
     # The trainer writes its own pid too; writing it here closes the gap before it starts.
-    if run.raw_status()["state"] == "queued":
-        run.write_status(pid=proc.pid)
+    # Only the pid is written, under the status lock, so a "running" the trainer already wrote stays.
+    run.write_status(pid=proc.pid)
     return run
 
 

@@ -122,8 +122,9 @@ def spec_from_dict(data: dict[str, Any] | None) -> JobSpec:
             setattr(section, key, value)
 
     problems.extend(_bounds_problems(spec))
-    if not problems:
-        problems.extend(_cross_field_problems(spec))
+    # Checks of the outside world (model folder, device) run even when fields are wrong, so the
+    # user sees every problem at once; fields that failed above still hold their defaults here.
+    problems.extend(_cross_field_problems(spec, skip={key for key, _ in problems}))
     if problems:
         raise SpecError(problems)
     return spec
@@ -139,22 +140,26 @@ def _bounds_problems(spec: JobSpec) -> list[tuple[str, str]]:
     return problems
 
 
-def _cross_field_problems(spec: JobSpec) -> list[tuple[str, str]]:
-    """Checks that involve more than one field, or the world outside the spec (files, devices)."""
+def _cross_field_problems(spec: JobSpec, skip: set[str]) -> list[tuple[str, str]]:
+    """Checks that involve more than one field, or the world outside the spec (files, devices).
+
+    `skip` holds fields already reported, so a bad value is not reported twice.
+    """
     from core.methods import METHODS
     from core.model_source import ModelSourceError, resolve_model
 
     problems: list[tuple[str, str]] = []
-    try:
-        resolve_model(spec.model.path)
-    except ModelSourceError as err:
-        problems.append(("model.path", str(err)))
+    if "model.path" not in skip:
+        try:
+            resolve_model(spec.model.path)
+        except ModelSourceError as err:
+            problems.append(("model.path", str(err)))
     if spec.runtime.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             problems.append(("runtime.device", "cuda was asked for but no CUDA GPU is visible; use auto or cpu"))
-    problems.extend(METHODS[spec.method].check(spec))
+    problems.extend(p for p in METHODS[spec.method].check(spec) if p[0] not in skip)
     return problems
 
 

@@ -1,0 +1,71 @@
+"""Shared helpers for the core tests: a tiny job spec and small waiting utilities."""
+from __future__ import annotations
+
+import copy
+import time
+
+from core.spec import spec_from_dict
+from core.spec.validate import merge
+
+# The smallest job that still exercises the real trainer end to end: 16 identity samples,
+# 4 steps of 4 samples (exactly one epoch), a rank-4 adapter on every linear layer.
+TINY_JOB = {
+    "method": "lora",
+    "data": {"dataset": "identity", "max_samples": 16, "max_length": 64},
+    "train": {"max_steps": 4, "batch_size": 4, "learning_rate": 5e-3},
+    "lora": {"r": 4, "alpha": 8},
+}
+
+
+def tiny_job(model_dir, **sections) -> dict:
+    """The tiny job as plain data, pointed at `model_dir`; keyword sections are merged over it,
+    e.g. tiny_job(d, train={"max_steps": 8})."""
+    job = merge(copy.deepcopy(TINY_JOB), {"model": {"path": str(model_dir)}})
+    return merge(job, sections)
+
+
+def tiny_spec(model_dir, **sections):
+    return spec_from_dict(tiny_job(model_dir, **sections))
+
+
+def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.2):
+    """Poll `predicate` until it returns something truthy; fail naming `what` on timeout."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def wait_for_end(run, timeout_s: float = 180) -> dict:
+    """runner.wait with a deadline, so a hung trainer fails the test instead of hanging the suite."""
+    from core import runner
+
+    deadline = time.time() + timeout_s
+
+    def give_up_when_late(status):
+        if time.time() > deadline:
+            raise AssertionError(f"run did not end within {timeout_s}s; last status {status}\n{run.log_tail(2000)}")
+
+    return runner.wait(run, on_tick=give_up_when_late, poll_s=0.2)
+
+
+def wait_for_step(run, step: int, timeout_s: float = 120) -> dict:
+    """Wait until the trainer reports at least `step` steps done (and is still going)."""
+    def reached():
+        status = run.status()
+        assert status["state"] in ("queued", "running"), f"run ended early: {status}\n{run.log_tail(2000)}"
+        return status if status.get("step", 0) >= step else None
+
+    return wait_until(reached, timeout_s, f"step {step}")
+
+
+def kill_leftover_trainers(workspace) -> None:
+    """Trainers run detached on purpose, so a failing test would leave one training; end each by its pid."""
+    from core.run_folder import list_runs
+
+    for run in list_runs(workspace):
+        if run.is_active():
+            run.kill()
