@@ -124,17 +124,10 @@ def run_benchmark(spec, workspace: Path) -> int:
             first_seen = time.time()
         loads.append(os.getloadavg()[0])
 
-    try:
-        status = runner.wait(run, on_tick=tick, poll_s=0.2)
-    except KeyboardInterrupt:
-        print("\nstopping after the current step...", file=sys.stderr)
-        runner.stop(run)
-        status = runner.wait(run)
+    status = runner.wait(run, on_tick=tick, poll_s=0.2, stop_on_interrupt=True)
     wall_s = (status.get("ended_at") or time.time()) - launched
     if status["state"] != "completed":
-        error = status.get("error") or {}
-        print(f"error: the run ended {status['state']} ({error.get('kind')}): {error.get('message')}", file=sys.stderr)
-        print("--- end of train.log ---\n" + run.log_tail(3000), file=sys.stderr)
+        print(runner.failure_report(run, status), file=sys.stderr)
         print(run.path)
         return 1
 

@@ -15,20 +15,31 @@ def _job_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workspace", type=Path, default=None, help="where runs are written (default: ./workspace)")
 
 
+def _load_job(args):
+    """The validated spec from JOB and --set, or None after printing every problem with its field."""
+    from core.spec import SpecError, load_spec
+
+    try:
+        return load_spec(args.job, args.overrides)
+    except SpecError as err:
+        print(f"error: invalid job:\n{err}", file=sys.stderr)
+        return None
+
+
+def _workspace(args) -> Path:
+    return (args.workspace or default_workspace()).resolve()
+
+
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
     from core import runner
-    from core.spec import SpecError, load_spec
 
-    try:
-        spec = load_spec(args.job, args.overrides)
-    except SpecError as err:
-        print(f"error: invalid job:\n{err}", file=sys.stderr)
+    spec = _load_job(args)
+    if spec is None:
         return 2
-    workspace = (args.workspace or default_workspace()).resolve()
     try:
-        run = runner.start(spec, workspace)
+        run = runner.start(spec, _workspace(args))
     except runner.RunnerBusy as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
@@ -43,17 +54,10 @@ def cmd_train(args) -> int:
         if step != bar.n:
             bar.update(step - bar.n)
 
-    try:
-        status = runner.wait(run, on_tick=tick)
-    except KeyboardInterrupt:
-        print("\nstopping after the current step...", file=sys.stderr)
-        runner.stop(run)
-        status = runner.wait(run)
+    status = runner.wait(run, on_tick=tick, stop_on_interrupt=True)
     bar.close()
     if status["state"] == "failed":
-        error = status.get("error") or {}
-        print(f"error: training failed ({error.get('kind')}): {error.get('message')}", file=sys.stderr)
-        print("--- end of train.log ---\n" + run.log_tail(3000), file=sys.stderr)
+        print(runner.failure_report(run, status), file=sys.stderr)
     print(run.path)
     return 0 if status["state"] in ("completed", "stopped") else 1
 
@@ -61,20 +65,15 @@ def cmd_train(args) -> int:
 def cmd_serve(args) -> int:
     from webui.app import serve
 
-    serve(host=args.host, port=args.port, workspace=(args.workspace or default_workspace()).resolve())
+    serve(host=args.host, port=args.port, workspace=_workspace(args))
     return 0
 
 
 def cmd_bench(args) -> int:
     from core.bench import run_benchmark
-    from core.spec import SpecError, load_spec
 
-    try:
-        spec = load_spec(args.job, args.overrides)
-    except SpecError as err:
-        print(f"error: invalid job:\n{err}", file=sys.stderr)
-        return 2
-    return run_benchmark(spec, (args.workspace or default_workspace()).resolve())
+    spec = _load_job(args)
+    return 2 if spec is None else run_benchmark(spec, _workspace(args))
 
 
 def main(argv: list[str]) -> int:

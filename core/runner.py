@@ -57,12 +57,30 @@ def stop(run: RunFolder) -> None:
         run.request_stop()
 
 
-def wait(run: RunFolder, on_tick=None, poll_s: float = 0.5) -> dict:
-    """Block until the run ends; `on_tick(status)` is called at every poll."""
-    while True:
-        status = run.status()
-        if on_tick:
-            on_tick(status)
-        if status["state"] in FINAL_STATES:
-            return status
-        time.sleep(poll_s)
+def wait(run: RunFolder, on_tick=None, poll_s: float = 0.5, stop_on_interrupt: bool = False) -> dict:
+    """Block until the run ends; `on_tick(status)` is called at every poll.
+
+    With `stop_on_interrupt`, Ctrl-C asks the trainer to stop and save, then keeps waiting,
+    so a terminal user never leaves an orphaned trainer or loses the steps already done.
+    """
+    try:
+        while True:
+            status = run.status()
+            if on_tick:
+                on_tick(status)
+            if status["state"] in FINAL_STATES:
+                return status
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        if not stop_on_interrupt:
+            raise
+        print("\nstopping after the current step...", file=sys.stderr)
+        stop(run)
+        return wait(run, poll_s=poll_s)
+
+
+def failure_report(run: RunFolder, status: dict) -> str:
+    """What a terminal user needs when a run did not complete: the error and the end of its log."""
+    error = status.get("error") or {}
+    return (f"error: the run ended {status['state']} ({error.get('kind')}): {error.get('message')}\n"
+            f"--- end of train.log ---\n{run.log_tail(3000)}")

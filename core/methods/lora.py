@@ -19,7 +19,13 @@ EXPLAINER = (
 class Params:
     r: int = opt(8, "Rank of the update matrices. 8-16 suits most tasks; higher learns more and costs more memory.", lo=1, hi=1024)
     alpha: float = opt(16.0, "Scale of the update (applied as alpha / r). About 2x the rank is the usual rule of thumb.", lo=0.0, hi=100000)
-    dropout: float = opt(0.05, "Dropout on the adapter's input; a little helps small datasets generalise.", lo=0.0, hi=0.9)
+    dropout: float = opt(
+        0.0,
+        "Dropout on the adapter's input; 0.05-0.1 can help small datasets generalise, but every adapted layer then "
+        "keeps a copy of its input: measured on the bundled model, 0.05 cost 22% of the speed and 0.9 GB of memory.",
+        lo=0.0,
+        hi=0.9,
+    )
     targets: list[str] = opt(
         ["all-linear"],
         "Which layers get adapters: query, key, value, projection (attention output), mlp, head (output layer), "
