@@ -3,6 +3,7 @@
     python app.py [serve] [--host H] [--port P] [--workspace DIR]
     python app.py train JOB.yaml [--set key=value ...] [--workspace DIR]
     python app.py bench JOB.yaml [--set key=value ...] [--workspace DIR]
+    python app.py params JOB.yaml [--set key=value ...]
 """
 from __future__ import annotations
 

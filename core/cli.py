@@ -8,11 +8,12 @@ from pathlib import Path
 from core.paths import default_workspace
 
 
-def _job_args(parser: argparse.ArgumentParser) -> None:
+def _job_args(parser: argparse.ArgumentParser, workspace: bool = True) -> None:
     parser.add_argument("job", help="job YAML file (e.g. presets/quickstart.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field, e.g. --set lora.r=16 (repeatable)")
-    parser.add_argument("--workspace", type=Path, default=None, help="where runs are written (default: ./workspace)")
+    if workspace:
+        parser.add_argument("--workspace", type=Path, default=None, help="where runs are written (default: ./workspace)")
 
 
 def _load_job(args):
@@ -76,6 +77,24 @@ def cmd_bench(args) -> int:
     return 2 if spec is None else run_benchmark(spec, _workspace(args))
 
 
+def cmd_params(args) -> int:
+    from core.param_count import ParamCountError, count_parameters, summary_line
+
+    spec = _load_job(args)
+    if spec is None:
+        return 2
+    try:
+        counts = count_parameters(spec)
+    except ParamCountError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"model:      {spec.model.path} (method {spec.method})")
+    print(f"base model: {counts['total']:,} parameters")
+    print(f"targets:    {', '.join(counts['targets'])} ({counts['adapted']} layers)")
+    print(summary_line(counts))  # worded as the trainer's log line, so the two compare at a glance
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="app.py", description="LoRA Workbench")
     sub = parser.add_subparsers(dest="command")
@@ -85,6 +104,8 @@ def main(argv: list[str]) -> int:
     serve.add_argument("--workspace", type=Path, default=None)
     _job_args(sub.add_parser("train", help="train a job in the foreground"))
     _job_args(sub.add_parser("bench", help="measure throughput, memory and MFU for a job"))
+    _job_args(sub.add_parser("params", help="count trainable and total parameters without loading weights"),
+              workspace=False)
     args = parser.parse_args(argv or ["serve"])
-    handlers = {"serve": cmd_serve, "train": cmd_train, "bench": cmd_bench}
+    handlers = {"serve": cmd_serve, "train": cmd_train, "bench": cmd_bench, "params": cmd_params}
     return handlers[args.command or "serve"](args)

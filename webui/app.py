@@ -32,7 +32,9 @@ def build_app(workspace: Path, lang: str = "en") -> gr.Blocks:
 
         language.change(switch_language, [language, train["method"], train["view"]],
                         [title, train_tab, train["explainer"], *train["relabel_outputs"]])
-        demo.load(train["load"], train["load_inputs"], train["load_outputs"])
+        # Count after the load has put the attached run's job (if any) into the form.
+        demo.load(train["load"], train["load_inputs"], train["load_outputs"]).then(
+            train["count"], train["count_inputs"], train["count_outputs"], show_progress="hidden")
     return demo
 
 

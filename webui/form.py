@@ -73,10 +73,13 @@ class JobForm:
     def inputs(self) -> list:
         return list(self.components.values())
 
-    def to_dict(self, method: str, values: list) -> dict:
-        """Form values -> nested job data for core.spec.spec_from_dict (which validates)."""
+    def to_dict(self, method: str, values: list, keys: list[str] | None = None) -> dict:
+        """Form values -> nested job data for core.spec.spec_from_dict (which validates).
+
+        `values` follow `keys` (dotted field names), by default every field in form order.
+        """
         data: dict[str, Any] = {"method": method}
-        for dotted, value in zip(self.components, values):
+        for dotted, value in zip(self.components if keys is None else keys, values):
             section, key = dotted.split(".", 1)
             if value is None:
                 continue  # an emptied number box: leave the spec default

@@ -14,6 +14,7 @@ import gradio as gr
 from core import runner
 from core.data.registry import DatasetError, read_registry
 from core.methods import METHODS
+from core.param_count import ParamCountError, count_parameters
 from core.paths import PRESETS_DIR
 from core.run_folder import ACTIVE_STATES, RunFolder, active_run, list_runs
 from core.spec import BUNDLED_MODEL, JobSpec, SpecError, load_spec, spec_from_dict
@@ -70,6 +71,21 @@ def progress_html(run: RunFolder | None, status: dict | None, records: list[dict
     )
 
 
+def param_count_text(data: dict, lang: str) -> str:
+    """The parameter-count line for a job's data, or what stops it from being counted."""
+    try:
+        counts = count_parameters(spec_from_dict(data))
+    except SpecError as err:
+        problems = "; ".join(f"`{k}`: {m}" if k else m for k, m in err.problems)
+        return f"{i18n.text('param_count.invalid', lang)} {problems}"
+    except ParamCountError as err:
+        return f"{i18n.text('param_count.invalid', lang)} {err}"
+    except Exception as err:  # anything else (a broken config, a failed conversion): say so, never keep stale numbers
+        return f"{i18n.text('param_count.invalid', lang)} {type(err).__name__}: {err}"
+    return i18n.text("param_count.line", lang, trainable=f"{counts['trainable']:,}", all=f"{counts['all']:,}",
+                     share=f"{100 * counts['share']:.4f}", total=f"{counts['total']:,}")
+
+
 def chart_titles(lang: str) -> dict[str, str]:
     keys = [t for _, t in PANELS] + ["chart.eval_loss"]
     return {k: i18n.text(k, lang) for k in keys}
@@ -91,6 +107,7 @@ def build_train_tab(workspace: Path, lang: str = "en"):
         method = gr.Dropdown(choices=list(METHODS), value=defaults.method, label=i18n.text("method", lang),
                              elem_id="method")
     explainer = gr.Markdown(i18n.explainer(defaults.method, METHODS[defaults.method].EXPLAINER, lang), elem_id="method-explainer")
+    param_count = gr.Markdown(i18n.text("param_count.counting", lang), elem_id="param-count")
     for section in FIXED_SECTIONS:
         form.render_section(section, defaults=defaults)
     method_sections = {m.SECTION for m in METHODS.values()}
@@ -115,6 +132,16 @@ def build_train_tab(workspace: Path, lang: str = "en"):
         section = METHODS[name].SECTION
         boxes = [gr.update(visible=s == section) for s in method_sections]
         return [i18n.explainer(name, METHODS[name].EXPLAINER, lang_now), *boxes]
+
+    # Only the model and the method's own fields decide the count, so a problem elsewhere in the form
+    # (say, an emptied learning rate) does not hide it.
+    count_keys = [d for d in form.components if d.split(".", 1)[0] in ("model", *method_sections)]
+
+    def on_count(lang_now, method_name, *values):
+        keep = ("model", METHODS[method_name].SECTION)
+        pairs = [(k, v) for k, v in zip(count_keys, values) if k.split(".", 1)[0] in keep]
+        data = form.to_dict(method_name, [v for _, v in pairs], [k for k, _ in pairs])
+        return param_count_text(data, lang_now)
 
     def on_preset(name):
         if not name:
@@ -184,6 +211,10 @@ def build_train_tab(workspace: Path, lang: str = "en"):
     preset.change(on_preset, [preset], [method, *form.inputs, message])
     start.click(on_start, [view, lang_state, method, *form.inputs], [view, message])
     stop.click(on_stop, [view, lang_state], [message])
+    count_inputs = [lang_state, method, *(form.components[k] for k in count_keys)]
+    # always_last: typing a rank fires a change per keystroke; only the newest value is worth counting.
+    gr.on([method.change, lang_state.change, *(form.components[k].change for k in count_keys)], on_count,
+          count_inputs, [param_count], trigger_mode="always_last", concurrency_limit=1, show_progress="hidden")
     timer = gr.Timer(1.0)
     timer.tick(on_tick, [view, lang_state], [view, progress, charts, log], show_progress="hidden")
 
@@ -203,4 +234,5 @@ def build_train_tab(workspace: Path, lang: str = "en"):
 
     relabel_outputs = [lang_state, preset, method, start, stop, charts, log, *form.section_boxes.values(), *form.inputs]
     return {"relabel": relabel, "relabel_outputs": relabel_outputs, "load": on_load, "load_inputs": [lang_state],
-            "load_outputs": [view, progress, charts, log, method, *form.inputs], "method": method, "explainer": explainer, "lang_state": lang_state, "view": view}
+            "load_outputs": [view, progress, charts, log, method, *form.inputs], "method": method, "explainer": explainer, "lang_state": lang_state, "view": view,
+            "count": on_count, "count_inputs": count_inputs, "count_outputs": [param_count]}
