@@ -14,7 +14,8 @@ def load_tokenizer(model_path: str):
 
 
 def load_base_model(spec, device: str, **method_kwargs):
-    """Weights stay fp32 on CPU (autocast does the bf16 compute); a GPU loads them in its compute dtype."""
+    """Base weights load in fp32 on every device; the Trainer's autocast does bf16/fp16 compute where
+    the job asks for it. (Loading a GPU base in its compute dtype would halve its memory: a later change.)"""
     import torch
     from transformers import AutoModelForCausalLM
 

@@ -27,7 +27,6 @@ class RunFolderCallback(TrainerCallback):
         self.last_time = None
         self.last_tokens = 0
         self.last_step = 0
-        self.first_step_s = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = self.last_time = time.time()
@@ -36,8 +35,6 @@ class RunFolderCallback(TrainerCallback):
         self.run.write_status(step=state.global_step, total_steps=state.max_steps)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.first_step_s is None:
-            self.first_step_s = time.time() - self.started
         self.run.write_status(step=state.global_step, total_steps=state.max_steps)
         if self.run.stop_requested():
             control.should_training_stop = True
