@@ -10,6 +10,6 @@ A method module defines:
   callbacks(spec)  -> extra trainer callbacks
 Adding a method means adding its module and one line here.
 """
-from core.methods import lora
+from core.methods import dora, lora
 
-METHODS = {module.NAME: module for module in (lora,)}
+METHODS = {module.NAME: module for module in (lora, dora)}

@@ -1,0 +1,32 @@
+"""DoRA: LoRA with the weight split into magnitude and direction (Liu et al., 2024)."""
+from __future__ import annotations
+
+from core.methods import lora
+
+NAME = "dora"
+SECTION = lora.SECTION  # same rank/alpha/dropout/targets as LoRA; only the update rule differs
+Params = lora.Params
+EXPLAINER = (
+    "DoRA splits each adapted weight into a magnitude vector and a direction, trains the magnitude directly "
+    "and the direction through a LoRA update. It tends to match full fine-tuning more closely than LoRA at the "
+    "same rank, for a few more trainable parameters (one vector per layer) and slower steps, because every "
+    "forward pass renormalises the adapted weights."
+)
+
+
+def check(spec) -> list[tuple[str, str]]:
+    return lora.check(spec)
+
+
+def load_kwargs(spec, device: str) -> dict:
+    return {}
+
+
+def peft_config(spec, model):
+    config = lora.peft_config(spec, model)
+    config.use_dora = True
+    return config
+
+
+def callbacks(spec) -> list:
+    return []
