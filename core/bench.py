@@ -45,16 +45,14 @@ def matmul_gflops(dtype: torch.dtype, device: str, n: int = 2048, budget_s: floa
 
 
 def model_shape(model_path: str) -> dict:
-    """Parameter count, layers and width of the base model, built on the meta device (no weights read)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """Parameter count, layers and width of the base model, built on the meta device (no weights read).
 
-    from core.model_source import resolve_model
+    Building it here also converts the bundled model if it never was, which keeps that one-off
+    cost out of the launch-to-first-step figure.
+    """
+    from core.param_count import meta_model
 
-    # convert=True: the bundled model is converted once ever; doing it here keeps that
-    # one-off cost out of the launch-to-first-step figure.
-    config = AutoConfig.from_pretrained(resolve_model(model_path, convert=True))
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+    config, model = meta_model(model_path)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     return {
         # parameters() yields tied weights once: SmolLM2's lm_head is its embedding matrix.

@@ -28,25 +28,13 @@ def count_parameters(spec) -> dict:
     import torch
     from peft import get_peft_model
     from peft.tuners.tuners_utils import BaseTunerLayer
-    from transformers import AutoConfig, AutoModelForCausalLM
 
     from core.methods import METHODS
-    from core.model_source import resolve_model
 
-    # convert=True matters only for the bundled model: its folder is built once from the GGUF file.
-    source = resolve_model(spec.model.path, convert=True)
-    try:
-        config = AutoConfig.from_pretrained(source)
-    except (OSError, ValueError, KeyError) as err:
-        raise ParamCountError(f"cannot read the model's config.json: {err}") from None
-
+    _, model = meta_model(spec.model.path)
     # PEFT warns about deprecated transformers attributes while wrapping; that is noise here.
     with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore")
-        try:
-            model = AutoModelForCausalLM.from_config(config)
-        except ValueError as err:  # e.g. a config for an architecture that is not a causal LM
-            raise ParamCountError(f"cannot build this model from its config: {err}") from None
         total = _count(model)
         try:
             peft_config = METHODS[spec.method].peft_config(spec, model)
@@ -68,6 +56,27 @@ def count_parameters(spec) -> dict:
         "targets": sorted(targets),
         "adapted": len(adapted),
     }
+
+
+def meta_model(model_path: str):
+    """(config, model) built from the model's config.json on the meta device: shapes, no weights read."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from core.model_source import resolve_model
+
+    # convert=True matters only for the bundled model: its folder is built once from the GGUF file.
+    source = resolve_model(model_path, convert=True)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError, KeyError) as err:
+        raise ParamCountError(f"cannot read the model's config.json: {err}") from None
+    with warnings.catch_warnings(), torch.device("meta"):
+        warnings.simplefilter("ignore")
+        try:
+            return config, AutoModelForCausalLM.from_config(config)
+        except ValueError as err:  # e.g. a config for an architecture that is not a causal LM
+            raise ParamCountError(f"cannot build this model from its config: {err}") from None
 
 
 def _count(model, trainable_only: bool = False) -> int:

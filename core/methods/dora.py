@@ -14,19 +14,13 @@ EXPLAINER = (
 )
 
 
-def check(spec) -> list[tuple[str, str]]:
-    return lora.check(spec)
-
-
-def load_kwargs(spec, device: str) -> dict:
-    return {}
+# DoRA loads, checks and calls back exactly as LoRA does.
+check = lora.check
+load_kwargs = lora.load_kwargs
+callbacks = lora.callbacks
 
 
 def peft_config(spec, model):
     config = lora.peft_config(spec, model)
     config.use_dora = True
     return config
-
-
-def callbacks(spec) -> list:
-    return []
