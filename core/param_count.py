@@ -29,7 +29,7 @@ def count_parameters(spec) -> dict:
     from peft import get_peft_model
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    from core.methods import METHODS
+    from core.methods import METHODS, TrainPlan
 
     _, model = meta_model(spec.model.path)
     # PEFT warns about deprecated transformers attributes while wrapping; that is noise here.
@@ -37,7 +37,8 @@ def count_parameters(spec) -> dict:
         warnings.simplefilter("ignore")
         total = _count(model)
         try:
-            peft_config = METHODS[spec.method].peft_config(spec, model)
+            # The step count only schedules (AdaLoRA's pruning); it does not change any shape.
+            peft_config = METHODS[spec.method].peft_config(spec, model, TrainPlan(total_steps=1000))
         except ValueError as err:  # e.g. a target toggle that matches no layer of this architecture
             raise ParamCountError(str(err)) from None
         model = get_peft_model(model, peft_config)

@@ -19,10 +19,11 @@ def peak_memory_mb() -> float:
 
 
 class RunFolderCallback(TrainerCallback):
-    def __init__(self, run: RunFolder, samples_per_step: int, extras=None):
+    def __init__(self, run: RunFolder, samples_per_step: int, extras=()):
         self.run = run
         self.samples_per_step = samples_per_step
-        self.extras = extras  # method hook: (state) -> dict of extra metric fields
+        # Method callbacks that add fields to each record (e.g. AdaLoRA's ranks) via metric_extras(state).
+        self.extras = [cb for cb in extras if hasattr(cb, "metric_extras")]
         self.started = None
         self.last_time = None
         self.last_tokens = 0
@@ -66,6 +67,6 @@ class RunFolderCallback(TrainerCallback):
             elapsed_s=round(elapsed, 2),
             eta_s=round(elapsed / done * max(state.max_steps - state.global_step, 0), 1),
         )
-        if self.extras:
-            record.update(self.extras(state))
+        for cb in self.extras:
+            record.update(cb.metric_extras(state))
         self.run.append_metrics(record)

@@ -6,6 +6,7 @@ adapter/). Its stdout and stderr are the run's train.log.
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import sys
@@ -28,6 +29,16 @@ def build_dataset(spec, tokenizer):
     return encode_dataset(tokenizer, conversations, spec.data.max_length, spec.data.train_on_prompt)
 
 
+def planned_steps(num_samples: int, t) -> int:
+    """Optimiser steps the Trainer will run: the same arithmetic as its set_initial_training_values
+    (batches per epoch rounded up, then accumulation rounded up), so methods can size schedules."""
+    if t.max_steps:
+        return t.max_steps
+    batches = math.ceil(num_samples / t.batch_size)
+    per_epoch = max(math.ceil(batches / t.grad_accum), 1)
+    return math.ceil(t.epochs * per_epoch)
+
+
 def save_adapter(model, tokenizer, target: Path) -> None:
     """Write the adapter whole or not at all: into a temporary folder, then rename."""
     tmp = target.with_name(".adapter.tmp")
@@ -44,12 +55,16 @@ def train(run: RunFolder) -> str:
 
     from core.device import pick_device, pick_precision
     from core.loading import load_base_model, load_tokenizer
-    from core.methods import METHODS
+    from core.methods import METHODS, TrainPlan, hook
     from core.run_callback import RunFolderCallback
     from core.spec import load_spec
 
     spec = load_spec(str(run.job))
     method = METHODS[spec.method]
+
+    def call(name, *args):
+        return hook(spec.method, name)(*args)
+
     device = pick_device(spec.runtime.device)
     precision = pick_precision(spec.runtime.precision, device)
     if spec.runtime.threads:
@@ -59,10 +74,12 @@ def train(run: RunFolder) -> str:
     tokenizer = load_tokenizer(spec.model.path)
     dataset = build_dataset(spec, tokenizer)
     print(f"[workbench] {len(dataset)} training samples", flush=True)
-    model = load_base_model(spec, device, **method.load_kwargs(spec, device))
-    peft_config = method.peft_config(spec, model)
-
     t = spec.train
+    plan = TrainPlan(total_steps=planned_steps(len(dataset), t), device=device, precision=precision)
+    model = load_base_model(spec, device, **call("load_kwargs", spec, device))
+    model = call("prepare_model", spec, model)
+    peft_config = method.peft_config(spec, model, plan)
+
     args = SFTConfig(
         output_dir=str(run.checkpoints_dir),
         per_device_train_batch_size=t.batch_size,
@@ -90,15 +107,21 @@ def train(run: RunFolder) -> str:
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    callback = RunFolderCallback(run, samples_per_step=t.batch_size * t.grad_accum)
     trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
-        callbacks=[callback, *method.callbacks(spec)],
     )
+    call("after_wrap", spec, trainer.model)
+    optimizer = call("optimizer", spec, trainer.model, args)
+    if optimizer is not None:
+        trainer.optimizer = optimizer  # the Trainer builds its own only when none is set
+    extra = call("callbacks", spec, trainer.model, plan)
+    # The run-folder callback goes last, so a method callback's on_log/on_step_end work is done before it writes.
+    for cb in [*extra, RunFolderCallback(run, samples_per_step=t.batch_size * t.grad_accum, extras=extra)]:
+        trainer.add_callback(cb)
     trainer.model.print_trainable_parameters()
     trainer.train()
     save_adapter(trainer.model, tokenizer, run.adapter_dir)

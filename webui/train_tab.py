@@ -110,10 +110,10 @@ def build_train_tab(workspace: Path, lang: str = "en"):
     param_count = gr.Markdown(i18n.text("param_count.counting", lang), elem_id="param-count")
     for section in FIXED_SECTIONS:
         form.render_section(section, defaults=defaults)
-    method_sections = {m.SECTION for m in METHODS.values()}
+    method_sections = list(dict.fromkeys(s for m in METHODS.values() for s in m.SECTIONS))
     for section in method_sections:
         box = form.render_section(section, defaults=defaults)
-        box.visible = section == METHODS[defaults.method].SECTION
+        box.visible = section in METHODS[defaults.method].SECTIONS
     for section in LATER_SECTIONS:
         form.render_section(section, open=section == "train", defaults=defaults)
 
@@ -129,8 +129,7 @@ def build_train_tab(workspace: Path, lang: str = "en"):
 
     # --- handlers -------------------------------------------------------------------
     def on_method(name, lang_now):
-        section = METHODS[name].SECTION
-        boxes = [gr.update(visible=s == section) for s in method_sections]
+        boxes = [gr.update(visible=s in METHODS[name].SECTIONS) for s in method_sections]
         return [i18n.explainer(name, METHODS[name].EXPLAINER, lang_now), *boxes]
 
     # Only the model and the method's own fields decide the count, so a problem elsewhere in the form
@@ -138,7 +137,7 @@ def build_train_tab(workspace: Path, lang: str = "en"):
     count_keys = [d for d in form.components if d.split(".", 1)[0] in ("model", *method_sections)]
 
     def on_count(lang_now, method_name, *values):
-        keep = ("model", METHODS[method_name].SECTION)
+        keep = ("model", *METHODS[method_name].SECTIONS)
         pairs = [(k, v) for k, v in zip(count_keys, values) if k.split(".", 1)[0] in keep]
         data = form.to_dict(method_name, [v for _, v in pairs], [k for k, _ in pairs])
         return param_count_text(data, lang_now)

@@ -1,15 +1,32 @@
 """The method registry: one module per fine-tuning method, each with the same entry points.
 
 A method module defines:
-  NAME, SECTION    its picker name and the spec section holding its parameters
-  Params           a dataclass of its parameters (or None if it has none)
-  EXPLAINER        one paragraph for the UI: what it changes, what it costs
-  check(spec)      -> list of (field, message) problems found before launch
-  load_kwargs(spec, device) -> extra keyword arguments for from_pretrained (quantisation)
-  peft_config(spec, model) -> the PEFT config to train
-  callbacks(spec)  -> extra trainer callbacks
-Adding a method means adding its module and one line here.
+  NAME        its picker name
+  SECTIONS    {spec section: parameter dataclass} it reads, in form order; methods may share a
+              section (DoRA reads LoRA's), and the UI shows only the picked method's sections
+  EXPLAINER   one paragraph for the UI: what it changes, what it costs
+  peft_config(spec, model, plan) -> the PEFT config to train
+and may override any hook in core/methods/defaults.py (quantised loading, model patches, custom
+optimisers, callbacks). Adding a method means adding its module and one line here.
 """
-from core.methods import dora, lora
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.methods import defaults, dora, lora
 
 METHODS = {module.NAME: module for module in (lora, dora)}
+
+
+@dataclass
+class TrainPlan:
+    """Facts about the run that a method may need when building its config."""
+
+    total_steps: int
+    device: str = "cpu"
+    precision: str = "fp32"
+
+
+def hook(method: str, name: str):
+    """The method's own `name` hook, or the default one."""
+    return getattr(METHODS[method], name, None) or getattr(defaults, name)

@@ -4,8 +4,7 @@ from __future__ import annotations
 from core.methods import lora
 
 NAME = "dora"
-SECTION = lora.SECTION  # same rank/alpha/dropout/targets as LoRA; only the update rule differs
-Params = lora.Params
+SECTIONS = lora.SECTIONS  # same rank/alpha/dropout/targets as LoRA; only the update rule differs
 EXPLAINER = (
     "DoRA splits each adapted weight into a magnitude vector and a direction, trains the magnitude directly "
     "and the direction through a LoRA update. It tends to match full fine-tuning more closely than LoRA at the "
@@ -13,14 +12,10 @@ EXPLAINER = (
     "forward pass renormalises the adapted weights."
 )
 
-
-# DoRA loads, checks and calls back exactly as LoRA does.
 check = lora.check
-load_kwargs = lora.load_kwargs
-callbacks = lora.callbacks
 
 
-def peft_config(spec, model):
-    config = lora.peft_config(spec, model)
+def peft_config(spec, model, plan=None):
+    config = lora.peft_config(spec, model, plan)
     config.use_dora = True
     return config

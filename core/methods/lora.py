@@ -7,7 +7,6 @@ from core.spec.schema import opt
 from core.targets import TOGGLES, resolve_targets
 
 NAME = "lora"
-SECTION = "lora"
 EXPLAINER = (
     "LoRA freezes the base model and learns a pair of small matrices (rank r) beside each chosen layer. "
     "Only about 0.1-1% of the weights train, so optimiser memory is tiny and the adapter file is a few MB; "
@@ -35,17 +34,16 @@ class Params:
     )
 
 
+SECTIONS = {"lora": Params}
+
+
 def check(spec) -> list[tuple[str, str]]:
     if not spec.lora.targets:
         return [("lora.targets", "choose at least one target layer")]
     return []
 
 
-def load_kwargs(spec, device: str) -> dict:
-    return {}
-
-
-def peft_config(spec, model):
+def peft_config(spec, model, plan=None):
     from peft import LoraConfig
 
     p = spec.lora
@@ -57,7 +55,3 @@ def peft_config(spec, model):
         bias="none",
         task_type="CAUSAL_LM",
     )
-
-
-def callbacks(spec) -> list:
-    return []

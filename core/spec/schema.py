@@ -125,8 +125,8 @@ def section_types() -> dict[str, type]:
 
     sections: dict[str, type] = {"model": ModelSection, "data": DataSection}
     for method in METHODS.values():
-        if method.Params is not None and method.SECTION not in sections:
-            sections[method.SECTION] = method.Params
+        for name, params in method.SECTIONS.items():
+            sections.setdefault(name, params)
     sections["train"] = TrainSection
     sections["runtime"] = RuntimeSection
     return sections

@@ -145,7 +145,7 @@ def _cross_field_problems(spec: JobSpec, skip: set[str]) -> list[tuple[str, str]
 
     `skip` holds fields already reported, so a bad value is not reported twice.
     """
-    from core.methods import METHODS
+    from core.methods import hook
     from core.model_source import ModelSourceError, resolve_model
 
     problems: list[tuple[str, str]] = []
@@ -159,7 +159,7 @@ def _cross_field_problems(spec: JobSpec, skip: set[str]) -> list[tuple[str, str]
 
         if not torch.cuda.is_available():
             problems.append(("runtime.device", "cuda was asked for but no CUDA GPU is visible; use auto or cpu"))
-    problems.extend(p for p in METHODS[spec.method].check(spec) if p[0] not in skip)
+    problems.extend(p for p in hook(spec.method, "check")(spec) if p[0] not in skip)
     return problems
 
 
