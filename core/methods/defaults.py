@@ -12,6 +12,9 @@ below that it needs; `core.methods.hook` falls back to these. The trainer calls 
   optimizer(spec, peft_model, args) a torch optimiser to use instead of the Trainer's, or None
   callbacks(spec, peft_model, plan) extra TrainerCallbacks; one with a `metric_extras(state) -> dict` method
                                    adds those fields to every metrics.jsonl record
+and, for chat and export (which load the base without the trainer):
+  inference_kwargs(spec)           from_pretrained keyword arguments the base needs to run with the
+                                   adapter at inference (e.g. LongLoRA's RoPE scaling); never quantisation
 """
 from __future__ import annotations
 
@@ -38,3 +41,7 @@ def optimizer(spec, peft_model, args):
 
 def callbacks(spec, peft_model, plan) -> list:
     return []
+
+
+def inference_kwargs(spec) -> dict:
+    return {}
