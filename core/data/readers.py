@@ -151,6 +151,12 @@ class RowSource:
             raise DatasetError(f"{self.path}: file not found")
         if self.path.stat().st_size == 0:
             raise DatasetError(f"{self.path}: the file is empty")
+        if suffix != ".parquet":
+            with open(self.path, "rb") as fh:
+                head = fh.read(8192)
+            nul = head.find(b"\x00")
+            if nul >= 0:  # text never holds NUL bytes; a model file or archive named .json does
+                raise DatasetError(f"{self.path}: a binary file, not text (NUL byte at offset {nul})")
         self.text_file = suffix == ".txt"
         self._offsets: list[tuple[int, int]] = []  # (byte offset, line number) of each non-blank line
         self._rows: list[Row] | None = None

@@ -38,10 +38,13 @@ class OpenDataset:
         self.columns = dict(entry.columns if columns is None else columns)
         self.rows = _hub_rows(entry) if entry.hub_id else RowSource(entry.path)
         text_file = getattr(self.rows, "text_file", False)
-        first = next((r.value for r in self._first_rows() if r.value is not None), None)
+        head = self._first_rows()
+        first = next((r.value for r in head if r.value is not None), None)
         if first is None:
-            raise DatasetError(f"{self.where_name}: no readable sample in its first rows")
-        if formatting and formatting != "auto":
+            # Every early row is broken: keep going so the check lists each broken row with its line.
+            self.formatting = formatting if formatting and formatting != "auto" else (
+                entry.formatting if entry.formatting != "auto" else "")
+        elif formatting and formatting != "auto":
             self.formatting = formatting
         else:
             if detect_format(first) == "ranking":
@@ -62,6 +65,8 @@ class OpenDataset:
         """(location, sample or None, problem or None) for one row."""
         if row.problem:
             return row.where, None, row.problem
+        if not self.formatting:
+            return row.where, None, "the format cannot be told: the first rows of the file are unreadable"
         try:
             return row.where, row_to_sample(row.value, self.formatting, self.columns, self.entry.tags), None
         except ValueError as err:
