@@ -127,7 +127,8 @@ def train(run: RunFolder) -> str:
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=device == "cpu",
-        max_length=spec.data.max_length,
+        # Rows are already cut to max_length when encoded; TRL refuses a max_length with padding-free batches.
+        max_length=None if spec.data.batching != "padded" else spec.data.max_length,
         # Packed rows and padding-free batches are laid end to end; position ids restart at each sample
         # and transformers builds the attention mask from them, so samples never see each other.
         padding_free=spec.data.batching in ("padding_free", "packed"),
