@@ -51,7 +51,8 @@ def test_trainer_crash_shows_failed_with_log(server, page, tmp_path):
     set_field(page, "field-train-max-steps", 2)
     page.click("#start-button")
     wait_for(page, STATE, lambda s: s == "failed", 120, "the run to fail")
-    assert "broken-model" in page.input_value("#train-log textarea") or page.inner_text("#train-progress")
+    assert page.locator("#train-progress .train-error").count() == 1  # the error kind and message are shown
+    assert "Traceback" in page.input_value("#train-log textarea")
 
 
 def test_quickstart_trains_live_and_survives_reload(server, page):
