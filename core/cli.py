@@ -95,6 +95,19 @@ def cmd_params(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    """`data check PATH|NAME[,NAME...]`: the same report the UI shows before launch; non-zero when unusable."""
+    from core.data.source import check_datasets
+
+    usable = True
+    for report in check_datasets(args.dataset, args.registry or ""):
+        print(report.summary())
+        for line in report.lines():
+            print(f"  {line}")
+        usable = usable and report.usable
+    return 0 if usable else 1
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="app.py", description="LoRA Workbench")
     sub = parser.add_subparsers(dest="command")
@@ -106,6 +119,10 @@ def main(argv: list[str]) -> int:
     _job_args(sub.add_parser("bench", help="measure throughput, memory and MFU for a job"))
     _job_args(sub.add_parser("params", help="count trainable and total parameters without loading weights"),
               workspace=False)
+    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    check = data.add_parser("check", help="validate a dataset and list every problem with its line")
+    check.add_argument("dataset", help="a file path, a registry name, or several separated by commas")
+    check.add_argument("--registry", default="", help="dataset_info.json to resolve names (default: the bundled one)")
     args = parser.parse_args(argv or ["serve"])
-    handlers = {"serve": cmd_serve, "train": cmd_train, "bench": cmd_bench, "params": cmd_params}
+    handlers = {"serve": cmd_serve, "train": cmd_train, "bench": cmd_bench, "params": cmd_params, "data": cmd_data}
     return handlers[args.command or "serve"](args)

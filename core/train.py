@@ -18,15 +18,34 @@ from core.run_folder import RunFolder
 
 
 def build_dataset(spec, tokenizer):
-    from core.data.encode import encode_dataset
-    from core.data.formats import load_conversations
-    from core.data.registry import find_dataset
+    """The training rows (input_ids, labels) in file order; see build_datasets for the eval split."""
+    return build_datasets(spec, tokenizer)[0]
 
-    entry = find_dataset(spec.data.dataset, spec.data.registry)
-    conversations = load_conversations(entry, {"name": spec.data.name, "author": spec.data.author})
-    if spec.data.max_samples:
-        conversations = conversations[: spec.data.max_samples]
-    return encode_dataset(tokenizer, conversations, spec.data.max_length, spec.data.train_on_prompt)
+
+def build_datasets(spec, tokenizer):
+    """(train, eval or None) datasets of input_ids and labels.
+
+    Samples keep their file order unless a subset or a split is asked for; then they are shuffled
+    with the training seed first, so the subset and the held-out share are a fair draw."""
+    import random
+
+    from datasets import Dataset
+
+    from core.data.encode import encode_samples
+    from core.data.source import load_samples
+
+    d = spec.data
+    samples = load_samples(d.dataset, d.registry, {"name": d.name, "author": d.author}, seed=spec.train.seed)
+    if d.max_samples or d.eval_split:
+        random.Random(spec.train.seed).shuffle(samples)
+    if d.max_samples:
+        samples = samples[: d.max_samples]
+    held = round(len(samples) * d.eval_split) if d.eval_split else 0
+    if d.eval_split and (held < 1 or held >= len(samples)):
+        raise ValueError(f"data.eval_split={d.eval_split} of {len(samples)} samples leaves no eval or no train sample")
+    train_rows = encode_samples(tokenizer, samples[held:], d.max_length, d.train_on_prompt)
+    eval_rows = encode_samples(tokenizer, samples[:held], d.max_length, d.train_on_prompt) if held else None
+    return Dataset.from_list(train_rows), Dataset.from_list(eval_rows) if eval_rows else None
 
 
 def planned_steps(num_samples: int, t) -> int:
@@ -72,10 +91,17 @@ def train(run: RunFolder) -> str:
     print(f"[workbench] method={spec.method} device={device} precision={precision} threads={torch.get_num_threads()}", flush=True)
 
     tokenizer = load_tokenizer(spec.model.path)
-    dataset = build_dataset(spec, tokenizer)
-    print(f"[workbench] {len(dataset)} training samples", flush=True)
+    dataset, eval_dataset = build_datasets(spec, tokenizer)
+    if spec.data.batching == "packed":
+        # Packed here rather than by TRL so the step plan below counts packed rows, which is what the Trainer sees.
+        from trl.data_utils import pack_dataset
+
+        dataset = pack_dataset(dataset, spec.data.max_length, "bfd")
+        eval_dataset = pack_dataset(eval_dataset, spec.data.max_length, "bfd") if eval_dataset is not None else None
+    print(f"[workbench] {len(dataset)} training samples, {len(eval_dataset or [])} eval samples", flush=True)
     t = spec.train
     plan = TrainPlan(total_steps=planned_steps(len(dataset), t), device=device, precision=precision)
+    eval_steps = spec.data.eval_steps or max(plan.total_steps // 10, 1)
     model = load_base_model(spec, device, **call("load_kwargs", spec, device))
     model = call("prepare_model", spec, model)
     peft_config = method.peft_config(spec, model, plan)
@@ -101,7 +127,14 @@ def train(run: RunFolder) -> str:
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=device == "cpu",
-        max_length=spec.data.max_length,
+        # Rows are already cut to max_length when encoded; TRL refuses a max_length with padding-free batches.
+        max_length=None if spec.data.batching != "padded" else spec.data.max_length,
+        # Packed rows and padding-free batches are laid end to end; position ids restart at each sample
+        # and transformers builds the attention mask from them, so samples never see each other.
+        padding_free=spec.data.batching in ("padding_free", "packed"),
+        eval_strategy="steps" if eval_dataset is not None else "no",
+        eval_steps=eval_steps,
+        per_device_eval_batch_size=t.batch_size,
         include_num_input_tokens_seen="non_padding",
         report_to=[],
         disable_tqdm=True,
@@ -111,6 +144,7 @@ def train(run: RunFolder) -> str:
         model=model,
         args=args,
         train_dataset=dataset,
+        eval_dataset=eval_dataset,
         processing_class=tokenizer,
         peft_config=peft_config,
     )

@@ -7,9 +7,13 @@ import re
 import pytest
 
 from core.data.encode import encode_conversation
-from core.data.formats import load_conversations
+from core.data.source import OpenDataset, load_entry_samples
 from core.data.registry import DatasetEntry, DatasetError, find_dataset
 from core.paths import DATA_DIR
+
+
+def load_conversations(entry, placeholders):
+    return [s["messages"] for s in load_entry_samples(OpenDataset(entry), placeholders)]
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +106,8 @@ def test_empty_output_names_the_sample_number(tmp_path):
     with pytest.raises(DatasetError) as caught:
         load_conversations(alpaca_entry(path), {})
     # Every bad row is listed at once, each by its number, so the user fixes the file in one pass.
-    assert "sample 2" in str(caught.value) and "'output'" in str(caught.value)
-    assert "sample 4" in str(caught.value) and "sample 1" not in str(caught.value)
+    assert "sample 2 (line 1)" in str(caught.value) and "'output'" in str(caught.value)
+    assert "sample 4 (line 1)" in str(caught.value) and "sample 1" not in str(caught.value)
 
 
 def test_ranking_dataset_is_refused(tmp_path):

@@ -6,6 +6,7 @@ from pathlib import Path
 import gradio as gr
 
 from webui import i18n
+from webui.data_tab import build_data_tab
 from webui.train_tab import build_train_tab
 
 
@@ -19,6 +20,8 @@ def build_app(workspace: Path, lang: str = "en") -> gr.Blocks:
         with gr.Tabs():
             with gr.Tab(i18n.text("tab.train", lang), id="train", elem_id="tab-train") as train_tab:
                 train = build_train_tab(workspace, lang)
+            with gr.Tab(i18n.text("tab.data", lang), id="data", elem_id="tab-data") as data_tab:
+                data = build_data_tab(workspace, lang, train["form"])
 
         def switch_language(lang_new, method_name, view):
             from core.methods import METHODS
@@ -28,10 +31,12 @@ def build_app(workspace: Path, lang: str = "en") -> gr.Blocks:
                 gr.update(label=i18n.text("tab.train", lang_new)),
                 i18n.explainer(method_name, METHODS[method_name].EXPLAINER, lang_new),
                 *train["relabel"](lang_new, view),
+                gr.update(label=i18n.text("tab.data", lang_new)),
+                *data["relabel"](lang_new),
             ]
 
         language.change(switch_language, [language, train["method"], train["view"]],
-                        [title, train_tab, train["explainer"], *train["relabel_outputs"]])
+                        [title, train_tab, train["explainer"], *train["relabel_outputs"], data_tab, *data["relabel_outputs"]])
         # Count after the load has put the attached run's job (if any) into the form.
         demo.load(train["load"], train["load_inputs"], train["load_outputs"]).then(
             train["count"], train["count_inputs"], train["count_outputs"], show_progress="hidden")

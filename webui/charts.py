@@ -33,3 +33,13 @@ def training_figure(records: list[dict], titles: dict[str, str]) -> go.Figure:
     fig.update_layout(height=520, showlegend=False, margin={"l": 40, "r": 20, "t": 40, "b": 30}, uirevision="keep")
     fig.update_xaxes(title_text="step", title_standoff=2)
     return fig
+
+
+def length_histogram(stats, titles: dict[str, str]) -> go.Figure:
+    """Token lengths with the max-length cutoff drawn; the title says what share it would cut."""
+    fig = go.Figure(go.Histogram(x=stats.lengths, nbinsx=40, name=titles["x"]))
+    fig.add_vline(x=stats.max_length, line_dash="dash", line_color="red",
+                  annotation_text=titles["cutoff"], annotation_position="top right")
+    fig.update_layout(title=titles["title"], height=320, margin={"l": 40, "r": 20, "t": 50, "b": 40},
+                      xaxis_title=titles["x"], yaxis_title=titles["y"], showlegend=False)
+    return fig

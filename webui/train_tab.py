@@ -234,4 +234,4 @@ def build_train_tab(workspace: Path, lang: str = "en"):
     relabel_outputs = [lang_state, preset, method, start, stop, charts, log, *form.section_boxes.values(), *form.inputs]
     return {"relabel": relabel, "relabel_outputs": relabel_outputs, "load": on_load, "load_inputs": [lang_state],
             "load_outputs": [view, progress, charts, log, method, *form.inputs], "method": method, "explainer": explainer, "lang_state": lang_state, "view": view,
-            "count": on_count, "count_inputs": count_inputs, "count_outputs": [param_count]}
+            "count": on_count, "count_inputs": count_inputs, "count_outputs": [param_count], "form": form}

@@ -1,119 +1,217 @@
-"""Read dataset files into conversations: lists of {"role", "content"} messages.
+"""Turn dataset rows into samples the tokeniser understands.
 
-Alpaca rows (instruction/input/output, optional system and history) and
-messages-style rows (OpenAI "messages" or ShareGPT "conversations") both become
-the same conversation shape, which is all the tokeniser needs to know.
+A sample is one of two shapes:
+- {"messages": [{"role", "content"}, ...]}: a conversation, rendered through the
+  model's chat template; the assistant turns are trained.
+- {"segments": [(text, trained), ...]}: raw text with no template, for
+  continued pre-training (all trained) and prompt/completion pairs (completion trained).
+
+Formats: alpaca (instruction/input/output, system, history), sharegpt
+(conversations of from/value, with function_call/observation turns and a tools
+column), openai (messages of role/content, content may be a list of typed
+parts), prompt_completion, and text. `detect_format` picks one from a row's keys.
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from core.data.registry import DatasetEntry, DatasetError
 
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+FORMATS = ("auto", "alpaca", "sharegpt", "openai", "prompt_completion", "text")
+
+# ShareGPT role names (LLaMA-Factory's defaults) mapped to chat-template roles.
+DEFAULT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt",
+                "observation_tag": "observation", "function_tag": "function_call", "system_tag": "system"}
+ROLE_ALIASES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant", "system": "system",
+                "tool": "tool", "observation": "tool", "function": "tool", "function_call": "assistant",
+                "model": "assistant", "bot": "assistant"}
 
 
-def read_rows(path: Path) -> list[dict]:
-    """Read a .json array or a .jsonl file; errors name the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DatasetError(f"{path}: not UTF-8 text (bad byte at offset {err.start})") from None
-    if not text.strip():
-        raise DatasetError(f"{path}: the file is empty")
-    if path.suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise DatasetError(f"{path} line {number}: invalid JSON ({err.msg})") from None
-        return rows
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{path} line {err.lineno}: invalid JSON ({err.msg})") from None
-    if not isinstance(data, list):
-        raise DatasetError(f"{path}: expected a JSON array of samples, got {type(data).__name__}")
-    return data
+def detect_format(row: dict, text_file: bool = False) -> str | None:
+    """The format a row's keys suggest, or None when they do not say."""
+    if text_file:
+        return "text"
+    if "chosen" in row and "rejected" in row:
+        return "ranking"
+    for key in ("messages", "conversations"):
+        turns = row.get(key)
+        if isinstance(turns, list) and turns and isinstance(turns[0], dict):
+            return "sharegpt" if "from" in turns[0] else "openai"
+    if "instruction" in row and "output" in row:
+        return "alpaca"
+    if "prompt" in row and "completion" in row:
+        return "prompt_completion"
+    if "text" in row:
+        return "text"
+    return None
 
 
-def fill_placeholders(text: str, values: dict[str, str]) -> str:
-    for key, value in values.items():
-        text = text.replace("{{" + key + "}}", value)
-    return text
+def resolve_format(entry: DatasetEntry, first_row: dict, text_file: bool) -> str:
+    """The format to read an entry with; LLaMA-Factory's plain-text entries are alpaca with only a prompt column."""
+    if text_file:
+        return "text"
+    if entry.formatting == "alpaca" and entry.columns.get("prompt") and "response" not in entry.columns \
+            and "output" not in first_row and entry.columns["prompt"] in first_row:
+        return "text"
+    if entry.formatting != "auto":
+        return entry.formatting
+    found = detect_format(first_row)
+    if found is None:
+        raise DatasetError(f"cannot tell the format of {entry.name} from its keys {sorted(first_row)[:10]}; "
+                           "choose the format and map the columns (Data tab) or add a registry entry")
+    return found
 
 
-def alpaca_to_messages(row: dict, columns: dict) -> list[dict]:
-    col = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"}
+def _text(value, what: str) -> str:
+    """Message content as text: a string, or a list of typed parts whose text parts are joined."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        pieces = []
+        for part in value:
+            if isinstance(part, str):
+                pieces.append(part)
+            elif isinstance(part, dict) and part.get("type", "text") == "text":
+                pieces.append(str(part.get("text", part.get("value", ""))))
+            else:
+                kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+                raise ValueError(f"{what} has a '{kind}' part; only text parts are supported")
+        return "".join(pieces)
+    if isinstance(value, (int, float)):
+        return str(value)
+    raise ValueError(f"{what} must be text, got {type(value).__name__}")
+
+
+def check_role_order(messages: list[dict]) -> None:
+    """System first (optional), then a user turn; assistant answers a user or a tool; a tool answers an
+    assistant's call; the conversation ends with an assistant turn, which is what gets trained."""
+    if not messages:
+        raise ValueError("the conversation is empty")
+    previous = None
+    for number, message in enumerate(messages, start=1):
+        role = message["role"]
+        allowed = {None: {"system", "user"}, "system": {"user"}, "user": {"assistant"},
+                   "assistant": {"user", "tool"}, "tool": {"assistant", "tool"}}[previous]
+        if role not in allowed:
+            after = f"after a '{previous}' turn" if previous else "as the first turn"
+            raise ValueError(f"wrong role order: turn {number} is '{role}' {after} (expected {' or '.join(sorted(allowed))})")
+        if not message["content"].strip() and role in ("user", "assistant"):
+            raise ValueError(f"turn {number} ('{role}') is empty")
+        previous = role
+    if previous != "assistant":
+        raise ValueError(f"the conversation ends with a '{previous}' turn; it must end with an assistant answer")
+
+
+def _with_tools(messages: list[dict], tools) -> list[dict]:
+    """Tool descriptions go into the system prompt as text, so every chat template shows them the same way."""
+    if not tools:
+        return messages
+    described = tools if isinstance(tools, str) else json.dumps(tools, ensure_ascii=False)
+    note = f"You can call these tools:\n{described}"
+    if messages and messages[0]["role"] == "system":
+        return [{"role": "system", "content": messages[0]["content"] + "\n\n" + note}, *messages[1:]]
+    return [{"role": "system", "content": note}, *messages]
+
+
+def alpaca_sample(row: dict, columns: dict) -> dict:
+    col = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history",
+           "tools": "tools"}
     col.update(columns)
-    prompt = str(row.get(col["prompt"]) or "")
-    query = str(row.get(col["query"]) or "")
-    response = row.get(col["response"])
+    prompt = _text(row.get(col["prompt"]), f"'{col['prompt']}'")
+    query = _text(row.get(col["query"]), f"'{col['query']}'")
+    response = _text(row.get(col["response"]), f"'{col['response']}'")
     if not prompt.strip() and not query.strip():
-        raise ValueError(f"'{col['prompt']}' is missing or empty")
-    if response is None or not str(response).strip():
-        raise ValueError(f"'{col['response']}' is missing or empty")
+        raise ValueError(f"missing or empty field '{col['prompt']}'")
+    if not response.strip():
+        raise ValueError(f"missing or empty field '{col['response']}'")
     messages = []
-    if row.get(col["system"]):
-        messages.append({"role": "system", "content": str(row[col["system"]])})
-    for turn in row.get(col["history"]) or []:
-        messages += [{"role": "user", "content": str(turn[0])}, {"role": "assistant", "content": str(turn[1])}]
+    system = _text(row.get(col["system"]), f"'{col['system']}'")
+    if system.strip():
+        messages.append({"role": "system", "content": system})
+    history = row.get(col["history"]) or []
+    if not isinstance(history, list):
+        raise ValueError(f"'{col['history']}' must be a list of [prompt, answer] pairs")
+    for number, turn in enumerate(history, start=1):
+        if not isinstance(turn, (list, tuple)) or len(turn) != 2:
+            raise ValueError(f"'{col['history']}' item {number} must be a [prompt, answer] pair")
+        messages += [{"role": "user", "content": _text(turn[0], "history prompt")},
+                     {"role": "assistant", "content": _text(turn[1], "history answer")}]
     user = f"{prompt}\n{query}" if prompt and query else (prompt or query)
-    messages += [{"role": "user", "content": user}, {"role": "assistant", "content": str(response)}]
-    return messages
+    messages += [{"role": "user", "content": user}, {"role": "assistant", "content": response}]
+    check_role_order(messages)
+    return {"messages": _with_tools(messages, row.get(col["tools"]))}
 
 
-def chat_to_messages(row: dict, columns: dict) -> list[dict]:
+def chat_sample(row: dict, columns: dict, tags: dict) -> dict:
     key = columns.get("messages") or ("messages" if "messages" in row else "conversations")
     turns = row.get(key)
     if not isinstance(turns, list) or not turns:
-        raise ValueError(f"'{key}' is missing or empty")
+        raise ValueError(f"missing or empty field '{key}'")
+    tag = {**DEFAULT_TAGS, **tags}
+    # Custom ShareGPT role names from the registry's tags, plus the common names.
+    roles = {**ROLE_ALIASES, tag["user_tag"]: "user", tag["assistant_tag"]: "assistant",
+             tag["observation_tag"]: "tool", tag["function_tag"]: "assistant", tag["system_tag"]: "system"}
     messages = []
-    for turn in turns:
-        role = turn.get("role", turn.get("from"))
-        content = turn.get("content", turn.get("value"))
-        if role not in SHAREGPT_ROLES:
-            raise ValueError(f"unknown role {role!r}")
-        messages.append({"role": SHAREGPT_ROLES[role], "content": str(content or "")})
-    if messages[-1]["role"] != "assistant":
-        raise ValueError("the conversation does not end with an assistant turn")
-    return messages
+    for number, turn in enumerate(turns, start=1):
+        if not isinstance(turn, dict):
+            raise ValueError(f"turn {number} must be an object, got {type(turn).__name__}")
+        role = turn.get("role", turn.get(tag["role_tag"]))
+        content = turn.get("content", turn.get(tag["content_tag"]))
+        if content is None and turn.get("tool_calls"):  # OpenAI's assistant tool call
+            content = json.dumps(turn["tool_calls"], ensure_ascii=False)
+        if role not in roles:
+            raise ValueError(f"turn {number} has unknown role {role!r}")
+        messages.append({"role": roles[role], "content": _text(content, f"turn {number}")})
+    system = row.get(columns.get("system", "system"))
+    if isinstance(system, str) and system.strip() and messages[0]["role"] != "system":
+        messages.insert(0, {"role": "system", "content": system})
+    check_role_order(messages)
+    return {"messages": _with_tools(messages, row.get(columns.get("tools", "tools")))}
 
 
-def detect_format(row: dict) -> str:
-    if "messages" in row or "conversations" in row:
-        return "sharegpt"
-    if "instruction" in row and "output" in row:
-        return "alpaca"
-    raise DatasetError(f"cannot tell the format from the keys {sorted(row)}; expected instruction/output or messages")
+def prompt_completion_sample(row: dict, columns: dict) -> dict:
+    prompt_key, completion_key = columns.get("prompt", "prompt"), columns.get("completion", "completion")
+    prompt, completion = row.get(prompt_key), row.get(completion_key)
+    if isinstance(prompt, list) and isinstance(completion, list):  # conversational prompt/completion
+        return chat_sample({"messages": prompt + completion}, {}, {})
+    prompt, completion = _text(prompt, f"'{prompt_key}'"), _text(completion, f"'{completion_key}'")
+    if not completion.strip():
+        raise ValueError(f"missing or empty field '{completion_key}'")
+    return {"segments": [(prompt, False), (completion, True)]}
 
 
-def load_conversations(entry: DatasetEntry, placeholders: dict[str, str]) -> list[list[dict]]:
-    """Read a dataset into conversations, refusing it with every bad row's number when any is bad."""
-    if entry.ranking:
-        raise DatasetError(f"dataset '{entry.name}' holds preference pairs (ranking); supervised fine-tuning needs single answers")
-    rows = read_rows(entry.path)
-    if not rows:
-        raise DatasetError(f"{entry.path}: holds no samples")
-    formatting = entry.formatting if entry.formatting != "auto" else detect_format(rows[0])
-    convert = alpaca_to_messages if formatting == "alpaca" else chat_to_messages
-    conversations, problems = [], []
-    for number, row in enumerate(rows, start=1):
-        try:
-            if not isinstance(row, dict):
-                raise ValueError(f"expected an object, got {type(row).__name__}")
-            messages = convert(row, entry.columns)
-        except ValueError as err:
-            problems.append(f"{entry.path} sample {number}: {err}")
-            continue
-        for message in messages:
-            message["content"] = fill_placeholders(message["content"], placeholders)
-        conversations.append(messages)
-    if problems:
-        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
-        raise DatasetError("\n".join(shown))
-    return conversations
+def text_sample(row: dict, columns: dict) -> dict:
+    key = columns.get("prompt") or columns.get("text") or "text"
+    text = _text(row.get(key), f"'{key}'")
+    if not text.strip():
+        raise ValueError(f"missing or empty field '{key}'")
+    return {"segments": [(text, True)]}
+
+
+def row_to_sample(row: dict, formatting: str, columns: dict, tags: dict) -> dict:
+    """One row as a sample; ValueError says what is wrong with it."""
+    if not isinstance(row, dict):
+        raise ValueError(f"expected an object, got {type(row).__name__}")
+    if formatting == "alpaca":
+        return alpaca_sample(row, columns)
+    if formatting in ("sharegpt", "openai"):
+        return chat_sample(row, columns, tags)
+    if formatting == "prompt_completion":
+        return prompt_completion_sample(row, columns)
+    if formatting == "text":
+        return text_sample(row, columns)
+    raise ValueError(f"unknown format {formatting!r} (known: {', '.join(FORMATS)})")
+
+
+def fill_placeholders(sample: dict, values: dict[str, str]) -> dict:
+    """Replace {{name}} and {{author}} (identity-style datasets) in every piece of text."""
+    def fill(text: str) -> str:
+        for key, value in values.items():
+            text = text.replace("{{" + key + "}}", value)
+        return text
+
+    if "messages" in sample:
+        return {"messages": [{**m, "content": fill(m["content"])} for m in sample["messages"]]}
+    return {"segments": [(fill(text), trained) for text, trained in sample["segments"]]}

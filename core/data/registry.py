@@ -2,15 +2,22 @@
 
 Each entry names a file relative to the registry's folder and how to read it:
 {"identity": {"file_name": "identity.json", "formatting": "alpaca"}}.
-A dataset may also be given as a plain path to a file.
+Keys read here: file_name, hf_hub_url, formatting (alpaca, sharegpt, openai, and
+our own prompt_completion, text, auto), columns, tags (ShareGPT role names),
+ranking, num_samples, split. A dataset may also be given as a plain file path or
+a hub id; several may be mixed by separating them with commas.
 """
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.paths import DATA_DIR
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class DatasetError(ValueError):
@@ -20,10 +27,14 @@ class DatasetError(ValueError):
 @dataclass
 class DatasetEntry:
     name: str
-    path: Path
+    path: Path | None = None
     formatting: str = "alpaca"
     columns: dict = field(default_factory=dict)
+    tags: dict = field(default_factory=dict)
     ranking: bool = False
+    num_samples: int = 0
+    hub_id: str = ""
+    split: str = "train"
 
 
 def registry_path(registry: str = "") -> Path:
@@ -34,32 +45,94 @@ def read_registry(registry: str = "") -> dict[str, dict]:
     path = registry_path(registry)
     try:
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            data = json.load(fh)
     except FileNotFoundError:
         raise DatasetError(f"dataset registry not found: {path}") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"dataset registry {path} is not UTF-8 text") from None
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path} line {err.lineno}: invalid JSON ({err.msg})") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"dataset registry {path} must hold an object of named entries")
+    return data
+
+
+def dataset_names(value: str) -> list[str]:
+    """'identity, arithmetic_train' -> both names: several datasets are mixed (concatenated)."""
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def entry_from_info(name: str, info: dict, registry: str = "") -> DatasetEntry:
+    tags = info.get("tags")
+    return DatasetEntry(
+        name=name,
+        path=registry_path(registry).parent / info["file_name"] if info.get("file_name") else None,
+        formatting=info.get("formatting", "alpaca"),
+        columns=dict(info.get("columns") or {}),
+        # LLaMA-Factory's `tags` names ShareGPT roles; a list there is only a description (languages).
+        tags=dict(tags) if isinstance(tags, dict) else {},
+        ranking=bool(info.get("ranking", False)),
+        num_samples=int(info.get("num_samples") or 0),
+        hub_id=info.get("hf_hub_url", "") if not info.get("file_name") else "",
+        split=info.get("split", "train"),
+    )
+
+
+def unavailable_reason(entry: DatasetEntry) -> str | None:
+    """Why an entry cannot be used here, or None when it can."""
+    if entry.path is not None:
+        return None if entry.path.is_file() else f"its file {entry.path} is missing"
+    if entry.hub_id:
+        return hub_offline_reason(entry.hub_id)
+    return "it names no local file_name or hf_hub_url (script and cloud datasets are not supported)"
+
+
+def list_entries(registry: str = "") -> list[tuple[DatasetEntry, str | None]]:
+    """Every registry entry with the reason it is unavailable (None when usable)."""
+    out = []
+    for name, info in read_registry(registry).items():
+        if not isinstance(info, dict):
+            continue
+        entry = entry_from_info(name, info, registry)
+        # Hub entries are not probed here (dozens of network calls); they are checked when chosen.
+        reason = ("on the hub: needs a network, checked when chosen" if entry.path is None and entry.hub_id
+                  else unavailable_reason(entry))
+        out.append((entry, reason))
+    return out
+
+
+def hub_offline_reason(repo: str) -> str | None:
+    """A quick answer to 'can this hub dataset be fetched here?': None when it can."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        return f"hub dataset '{repo}' needs a network and this machine is set offline (HF_HUB_OFFLINE=1)"
+    try:
+        from huggingface_hub import HfApi
+
+        HfApi().dataset_info(repo, timeout=5)
+    except Exception as err:  # network errors come in many types; all mean the same here
+        return (f"hub dataset '{repo}' could not be reached ({type(err).__name__}); without a network "
+                "upload the file or give a local path")
+    return None
 
 
 def find_dataset(name: str, registry: str = "") -> DatasetEntry:
-    """Resolve a registry name or a file path into a DatasetEntry."""
+    """Resolve a registry name, a file path or a hub id into a DatasetEntry."""
     as_path = Path(name).expanduser()
     if as_path.suffix and as_path.is_file():
-        return DatasetEntry(name=as_path.stem, path=as_path, formatting="auto")
+        return DatasetEntry(name=as_path.name, path=as_path, formatting="auto")
     entries = read_registry(registry)
-    if name not in entries:
-        known = ", ".join(sorted(entries)) or "none"
-        raise DatasetError(f"dataset '{name}' is neither a file nor in the registry {registry_path(registry)} (known: {known})")
-    info = entries[name]
-    if "file_name" not in info:
-        raise DatasetError(f"dataset '{name}' has no local file_name in the registry (hub and script datasets need a network)")
-    path = registry_path(registry).parent / info["file_name"]
-    if not path.exists():
-        raise DatasetError(f"dataset '{name}' is unavailable: its file {path} is missing")
-    return DatasetEntry(
-        name=name,
-        path=path,
-        formatting=info.get("formatting", "alpaca"),
-        columns=info.get("columns", {}),
-        ranking=bool(info.get("ranking", False)),
-    )
+    if name in entries:
+        entry = entry_from_info(name, entries[name], registry)
+        reason = unavailable_reason(entry)
+        if reason:
+            raise DatasetError(f"dataset '{name}' is unavailable: {reason}")
+        return entry
+    if HUB_ID.match(name) and not name.startswith((".", "/", "~")) and not as_path.exists():
+        reason = hub_offline_reason(name)
+        if reason:
+            raise DatasetError(reason)
+        return DatasetEntry(name=name, formatting="auto", hub_id=name)
+    if as_path.suffix and not as_path.exists():
+        raise DatasetError(f"dataset file not found: {as_path}")
+    known = ", ".join(sorted(entries)) or "none"
+    raise DatasetError(f"dataset '{name}' is neither a file nor in the registry {registry_path(registry)} (known: {known})")

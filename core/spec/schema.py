@@ -40,13 +40,15 @@ class ModelSection:
 class DataSection:
     dataset: str = opt(
         "identity",
-        "A dataset from the registry (data/dataset_info.json) or a path to a json/jsonl file.",
+        "A dataset from the registry, a path to a json/jsonl/csv/parquet/txt file, or a hub id (needs a network). "
+        "Several, separated by commas, are mixed together.",
         kind="dataset",
     )
     registry: str = opt("", "Dataset registry file; empty uses the bundled data/dataset_info.json.", kind="path")
     name: str = opt("Ferret", "Fills {{name}} in identity-style datasets: the name the model learns to give itself.")
     author: str = opt("LoRA Workbench", "Fills {{author}} in identity-style datasets.")
-    max_samples: int = opt(0, "Use at most this many samples (0 = all). Handy for a quick trial run.", lo=0)
+    max_samples: int = opt(0, "Use at most this many samples (0 = all), picked at random with the training seed. "
+                           "Handy for a quick trial run.", lo=0)
     max_length: int = opt(
         512,
         "Longest sequence in tokens; longer samples are cut. Memory and time grow with it.",
@@ -56,6 +58,22 @@ class DataSection:
     train_on_prompt: bool = opt(
         False,
         "Also learn from the user's prompts. Off (the usual choice) trains only on the assistant's answers.",
+    )
+    eval_split: float = opt(
+        0.0,
+        "Share of samples held out to measure eval loss (0 = none). Eval loss rising while training loss falls "
+        "means the model is memorising rather than learning.",
+        lo=0.0,
+        hi=0.5,
+    )
+    eval_steps: int = opt(0, "Measure eval loss every this many steps (0 = about ten times per run).", lo=0)
+    batching: str = opt(
+        "padded",
+        "How samples share a batch. padded: each row padded to the longest in its batch (simple). "
+        "padding_free: rows laid end to end with no padding tokens, so no compute is wasted on padding. "
+        "packed: several short samples packed into rows of max length; fastest on many short samples, "
+        "each sample still sees only itself.",
+        choices=["padded", "padding_free", "packed"],
     )
 
 

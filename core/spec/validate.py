@@ -154,12 +154,25 @@ def _cross_field_problems(spec: JobSpec, skip: set[str]) -> list[tuple[str, str]
             resolve_model(spec.model.path)
         except ModelSourceError as err:
             problems.append(("model.path", str(err)))
+    if "data.dataset" not in skip and "data.registry" not in skip:
+        problems.extend(_data_problems(spec))
     if spec.runtime.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             problems.append(("runtime.device", "cuda was asked for but no CUDA GPU is visible; use auto or cpu"))
     problems.extend(p for p in hook(spec.method, "check")(spec) if p[0] not in skip)
+    return problems
+
+
+def _data_problems(spec: JobSpec) -> list[tuple[str, str]]:
+    """Read every dataset now, so bad data is refused before a run folder exists, naming each bad line."""
+    from core.data.source import check_datasets
+
+    problems = []
+    for report in check_datasets(spec.data.dataset, spec.data.registry):
+        if not report.usable:
+            problems.append(("data.dataset", "\n".join(report.lines())))
     return problems
 
 

@@ -40,16 +40,19 @@ def test_bad_value_is_refused_before_launch(server, page):
 
 
 def test_trainer_crash_shows_failed_with_log(server, page, tmp_path):
+    # Bad data is refused before launch now (tests/browser/test_data_tab.py); a model folder whose
+    # config.json names no architecture passes the checks and makes the trainer itself fail.
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
     url, _ = server
-    broken = tmp_path / "broken.jsonl"
-    broken.write_text('{"instruction": "hi", "output": "hello"}\n{not json\n')
     page.goto(url)
-    set_field(page, "field-data-dataset", broken)
+    set_field(page, "field-model-path", broken)
     set_field(page, "field-train-max-steps", 2)
     page.click("#start-button")
     wait_for(page, STATE, lambda s: s == "failed", 120, "the run to fail")
-    assert "line 2" in page.inner_text("#train-progress")
-    assert "invalid JSON" in page.input_value("#train-log textarea")
+    assert page.locator("#train-progress .train-error").count() == 1  # the error kind and message are shown
+    assert 'File "' in page.input_value("#train-log textarea")  # the tail of the trainer's traceback
 
 
 def test_quickstart_trains_live_and_survives_reload(server, page):
