@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -17,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from core import runner
 from core.methods import METHODS, hook, lora
 from core.param_count import count_parameters
+from core.paths import PROJECT_ROOT
 from core.spec import SpecError
 
 from helpers import tiny_spec, wait_for_end
@@ -120,7 +123,10 @@ def test_lorafa_has_no_gradient_on_a(tiny_model_dir):
 def test_lorafa_trains_b_only_and_counts_only_b(tiny_model_dir, workspace):
     spec, run = train_run(tiny_model_dir, workspace, lora={"fa": True}, train={"save_steps": 1})
     only_b = tiny_b_count(tiny_model_dir)
-    assert count_parameters(spec)["trainable"] == only_b  # what the form and `app.py params` show
+    assert count_parameters(spec)["trainable"] == only_b  # what the Train tab shows
+    cli = subprocess.run([sys.executable, "app.py", "params", str(run.job)], cwd=PROJECT_ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert f"trainable params: {only_b:,} ||" in cli.stdout, cli.stdout + cli.stderr[-2000:]
     logged = re.search(r"trainable params: ([\d,]+)", run.log_file.read_text())
     assert int(logged.group(1).replace(",", "")) == only_b  # what the trainer itself reports
 

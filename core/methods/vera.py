@@ -21,8 +21,9 @@ EXPLAINER = (
 class Params:
     r: int = opt(
         256,
-        "Rank of the shared random matrices. They are frozen and shared, so high ranks (256-1024) cost little memory "
-        "and no trainable parameters beyond r per layer; too low a rank starves the method.",
+        "Rank of the shared random matrices. They are frozen and shared, so high ranks (256-1024) add only r trainable "
+        "numbers per layer; but every adapted layer computes and keeps a tokens x r intermediate, so time and "
+        "activation memory grow with r. Too low a rank starves the method.",
         lo=1,
         hi=8192,
     )
