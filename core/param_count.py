@@ -29,7 +29,7 @@ def count_parameters(spec) -> dict:
     from peft import get_peft_model
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    from core.methods import METHODS, TrainPlan
+    from core.methods import METHODS, TrainPlan, hook
 
     _, model = meta_model(spec.model.path)
     # PEFT warns about deprecated transformers attributes while wrapping; that is noise here.
@@ -42,6 +42,8 @@ def count_parameters(spec) -> dict:
         except ValueError as err:  # e.g. a target toggle that matches no layer of this architecture
             raise ParamCountError(str(err)) from None
         model = get_peft_model(model, peft_config)
+        # What the trainer does next, so parameters a method freezes (LoRA-FA's A) are not counted as trainable.
+        hook(spec.method, "after_wrap")(spec, model)
 
     trainable = _count(model, trainable_only=True)
     everything = _count(model)

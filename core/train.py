@@ -58,11 +58,11 @@ def planned_steps(num_samples: int, t) -> int:
     return math.ceil(t.epochs * per_epoch)
 
 
-def save_adapter(model, tokenizer, target: Path) -> None:
-    """Write the adapter whole or not at all: into a temporary folder, then rename."""
+def save_adapter(write_adapter, tokenizer, target: Path) -> None:
+    """Write the adapter whole or not at all: `write_adapter(folder)` fills a temporary folder, then it is renamed."""
     tmp = target.with_name(".adapter.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    write_adapter(tmp)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
@@ -158,7 +158,7 @@ def train(run: RunFolder) -> str:
         trainer.add_callback(cb)
     trainer.model.print_trainable_parameters()
     trainer.train()
-    save_adapter(trainer.model, tokenizer, run.adapter_dir)
+    save_adapter(lambda folder: call("save_adapter", spec, trainer.model, folder), tokenizer, run.adapter_dir)
     return "stopped" if run.stop_requested() else "completed"
 
 

@@ -20,6 +20,7 @@ from tests.helpers import tiny_spec, wait_for_end
 MATRIX = {
     "lora": {},
     "dora": {"lora": {"targets": ["query", "value"]}},
+    "vera": {"vera": {"r": 64, "targets": ["query", "value"]}},
 }
 
 

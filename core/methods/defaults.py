@@ -12,6 +12,9 @@ below that it needs; `core.methods.hook` falls back to these. The trainer calls 
   optimizer(spec, peft_model, args) a torch optimiser to use instead of the Trainer's, or None
   callbacks(spec, peft_model, plan) extra TrainerCallbacks; one with a `metric_extras(state) -> dict` method
                                    adds those fields to every metrics.jsonl record
+  save_adapter(spec, peft_model, folder) write the trained adapter into `folder` (an empty temporary folder the
+                                   trainer renames into place), loadable on the ORIGINAL base with
+                                   PeftModel.from_pretrained; PiSSA converts its adapter here
 and, for chat and export (which load the base without the trainer):
   inference_kwargs(spec)           from_pretrained keyword arguments the base needs to run with the
                                    adapter at inference (e.g. LongLoRA's RoPE scaling); never quantisation
@@ -41,6 +44,10 @@ def optimizer(spec, peft_model, args):
 
 def callbacks(spec, peft_model, plan) -> list:
     return []
+
+
+def save_adapter(spec, peft_model, folder) -> None:
+    peft_model.save_pretrained(folder)
 
 
 def inference_kwargs(spec) -> dict:

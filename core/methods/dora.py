@@ -12,7 +12,15 @@ EXPLAINER = (
     "forward pass renormalises the adapted weights."
 )
 
-check = lora.check
+# LoRA's options (rsLoRA, LoRA+) apply through LoRA's own hooks; the two it cannot take are refused by name.
+after_wrap = lora.after_wrap
+optimizer = lora.optimizer
+callbacks = lora.callbacks
+save_adapter = lora.save_adapter
+
+
+def check(spec) -> list[tuple[str, str]]:
+    return lora.check(spec) + lora.dora_problems(spec)
 
 
 def peft_config(spec, model, plan=None):
