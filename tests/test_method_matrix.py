@@ -20,6 +20,8 @@ from tests.helpers import tiny_spec, wait_for_end
 MATRIX = {
     "lora": {},
     "dora": {"lora": {"targets": ["query", "value"]}},
+    # 2x the tiny model's 512 positions; groups of 16 tokens at max_length 64
+    "longlora": {"longlora": {"target_context": 1024}, "lora": {"targets": ["query", "value"]}},
 }
 
 
