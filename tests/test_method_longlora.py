@@ -248,3 +248,16 @@ def test_run_at_four_times_the_context_trains_reloads_and_generates(tmp_path, wo
     with torch.no_grad():
         out = model.generate(**prompt, max_new_tokens=4, do_sample=False)
     assert out.shape[1] > prompt["input_ids"].shape[1]
+
+
+def test_benchmark_script_measures_both_attentions():
+    import importlib.util
+
+    from core.paths import PROJECT_ROOT
+
+    spec = importlib.util.spec_from_file_location("bench_s2attn", PROJECT_ROOT / "scripts" / "bench_s2attn.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    result = bench.measure(length=64, groups=4, repeats=1, device="cpu")
+    assert result["full_s"] > 0 and result["s2_s"] > 0
+    assert result["full_saved_mb"] > 0 and result["s2_saved_mb"] > 0

@@ -13,6 +13,8 @@ A token in a shifted head never sees a later token. (The paper's reference code 
 lets the first G/2 tokens, wrapped to the end, see the last G/2; here the two end half-groups are
 attended separately instead, which is the same pattern without that leak.)
 
+With one group (groups=1) every head attends causally to the whole sequence: ordinary attention.
+
 Cost: each token attends to at most G keys instead of up to L, so attention time and the attention
 matrices' memory fall by about the number of groups; the projections and MLPs cost the same.
 
