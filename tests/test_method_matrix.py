@@ -21,6 +21,8 @@ MATRIX = {
     "lora": {},
     "dora": {"lora": {"targets": ["query", "value"]}},
     "vera": {"vera": {"r": 64, "targets": ["query", "value"]}},
+    # 2x the tiny model's 512 positions; groups of 16 tokens at max_length 64
+    "longlora": {"longlora": {"target_context": 1024}, "lora": {"targets": ["query", "value"]}},
 }
 
 

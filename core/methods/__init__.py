@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.methods import defaults, dora, lora, vera
+from core.methods import defaults, dora, longlora, lora, vera
 
-METHODS = {module.NAME: module for module in (lora, dora, vera)}
+METHODS = {module.NAME: module for module in (lora, dora, longlora, vera)}
 
 
 @dataclass
