@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.methods import defaults, dora, lora
+from core.methods import adalora, defaults, dora, lora, qdora, qlora
 
-METHODS = {module.NAME: module for module in (lora, dora)}
+METHODS = {module.NAME: module for module in (lora, dora, qlora, qdora, adalora)}
 
 
 @dataclass
