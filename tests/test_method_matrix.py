@@ -20,6 +20,9 @@ from tests.helpers import tiny_spec, wait_for_end
 MATRIX = {
     "lora": {},
     "dora": {"lora": {"targets": ["query", "value"]}},
+    "qlora": {},
+    "qdora": {"lora": {"targets": ["query", "value"]}},
+    "adalora": {"adalora": {"init_r": 4, "target_r": 2}},
 }
 
 

@@ -158,12 +158,16 @@ class RankAllocation(TrainerCallback):
     def on_step_begin(self, args, state, control, optimizer=None, **kwargs):
         # Before the step's first forward pass the gradients are empty, so the penalty's gradient is added
         # exactly once per optimiser step and gradient clipping sees it, like a term of the loss.
-        if self.orth_weight <= 0:
-            return
-        penalty = self.orth_weight * self.orthogonality()
-        scaler = getattr(optimizer, "scaler", None)  # fp16 mixed precision scales the loss's gradients
-        (scaler.scale(penalty) if scaler is not None else penalty).backward()
-        self.orth_value = round(penalty.item() / self.orth_weight, 6)
+        # (Its value is kept for metrics.jsonl even when the weight is 0, to show how orthogonal P and Q stay.)
+        import torch
+
+        with torch.set_grad_enabled(self.orth_weight > 0):
+            value = self.orthogonality()
+        self.orth_value = round(value.item(), 6)
+        if self.orth_weight > 0:
+            penalty = self.orth_weight * value
+            scaler = getattr(optimizer, "scaler", None)  # fp16 mixed precision scales the loss's gradients
+            (scaler.scale(penalty) if scaler is not None else penalty).backward()
 
     def orthogonality(self):
         """Mean over A and B matrices of ||P P^T - I||_F, the penalty of the AdaLoRA paper."""

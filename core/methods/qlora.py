@@ -119,8 +119,13 @@ def load_kwargs(spec, device: str) -> dict:
 
 
 def prepare_model(spec, model):
+    from collections import Counter
+
     from peft import prepare_model_for_kbit_training
 
+    kinds = Counter(type(m).__name__ for m in model.modules() if type(m).__name__ in ("Linear4bit", "Linear8bitLt"))
+    # In train.log, so a run shows what its base really is (and tests can check it in the trainer process).
+    print(f"[workbench] quantised base: {dict(kinds)}", flush=True)
     # Freezes the base, upcasts its remaining 16-bit parts (norms, embeddings) to fp32 for stable training,
     # and turns gradient checkpointing on only when the job asks (PEFT's default would always turn it on).
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.train.gradient_checkpointing)
@@ -131,6 +136,8 @@ def peft_config(spec, model, plan=None):
 
 
 def after_wrap(spec, peft_model) -> None:
+    from collections import Counter
+
     import torch
 
     from core.device import pick_device
@@ -143,6 +150,12 @@ def after_wrap(spec, peft_model) -> None:
         for param in peft_model.parameters():
             if param.dtype == torch.bfloat16:
                 param.data = param.data.to(torch.float32)
+    import bitsandbytes as bnb
+
+    quantised = (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
+    over = Counter(type(m.base_layer).__name__ for m in peft_model.modules()
+                   if isinstance(getattr(m, "base_layer", None), quantised))
+    print(f"[workbench] adapters over quantised layers: {dict(over)}", flush=True)
     lora_after_wrap = getattr(lora, "after_wrap", None)  # LoRA's own options (e.g. frozen A) apply to QLoRA too
     if lora_after_wrap is not None:
         lora_after_wrap(spec, peft_model)
