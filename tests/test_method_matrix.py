@@ -23,6 +23,9 @@ MATRIX = {
     "vera": {"vera": {"r": 64, "targets": ["query", "value"]}},
     # 2x the tiny model's 512 positions; groups of 16 tokens at max_length 64
     "longlora": {"longlora": {"target_context": 1024}, "lora": {"targets": ["query", "value"]}},
+    "qlora": {},
+    "qdora": {"lora": {"targets": ["query", "value"]}},
+    "adalora": {"adalora": {"init_r": 4, "target_r": 2}},
 }
 
 

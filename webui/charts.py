@@ -43,3 +43,22 @@ def length_histogram(stats, titles: dict[str, str]) -> go.Figure:
     fig.update_layout(title=titles["title"], height=320, margin={"l": 40, "r": 20, "t": 50, "b": 40},
                       xaxis_title=titles["x"], yaxis_title=titles["y"], showlegend=False)
     return fig
+
+
+def has_ranks(records: list[dict]) -> bool:
+    return any(r.get("ranks") for r in records)
+
+
+def ranks_figure(records: list[dict], title: str) -> go.Figure:
+    """AdaLoRA's rank per adapted layer over the run: one row per layer, one column per logged step."""
+    points = [r for r in records if r.get("ranks")]
+    layers = list(points[0]["ranks"]) if points else []
+    steps = [r["step"] for r in points]
+    z = [[r["ranks"].get(layer) for r in points] for layer in layers]
+    fig = go.Figure(go.Heatmap(x=steps, y=layers, z=z, colorscale="Viridis", colorbar={"title": "rank"},
+                               hovertemplate="step %{x}<br>%{y}<br>rank %{z}<extra></extra>"))
+    fig.update_layout(title=title, height=max(260, 14 * len(layers) + 120), margin={"l": 40, "r": 20, "t": 40, "b": 30},
+                      uirevision="keep")
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(autorange="reversed", tickfont={"size": 9})
+    return fig

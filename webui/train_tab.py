@@ -19,7 +19,7 @@ from core.paths import PRESETS_DIR
 from core.run_folder import ACTIVE_STATES, RunFolder, active_run, list_runs
 from core.spec import BUNDLED_MODEL, JobSpec, SpecError, load_spec, spec_from_dict
 from webui import i18n
-from webui.charts import PANELS, training_figure
+from webui.charts import PANELS, has_ranks, ranks_figure, training_figure
 from webui.form import JobForm
 
 FIXED_SECTIONS = ("model", "data")
@@ -91,6 +91,13 @@ def chart_titles(lang: str) -> dict[str, str]:
     return {k: i18n.text(k, lang) for k in keys}
 
 
+def ranks_update(records: list[dict], lang: str):
+    """The AdaLoRA rank heat map when the run's records carry ranks; hidden for every other method."""
+    if not has_ranks(records):
+        return gr.update(value=None, visible=False)
+    return gr.update(value=ranks_figure(records, i18n.text("chart.ranks", lang)), visible=True)
+
+
 def empty_view() -> dict:
     return {"run": None, "offset": 0, "records": [], "state": None}
 
@@ -123,6 +130,7 @@ def build_train_tab(workspace: Path, lang: str = "en"):
     message = gr.Markdown("", elem_id="train-message")
     progress = gr.HTML(progress_html(None, None, [], lang), elem_id="train-progress-box")
     charts = gr.Plot(training_figure([], chart_titles(lang)), elem_id="train-charts", label=i18n.text("charts", lang))
+    ranks = gr.Plot(None, elem_id="train-ranks", label=i18n.text("chart.ranks", lang), visible=False)
     log = gr.Textbox(label=i18n.text("log", lang), lines=LOG_LINES, max_lines=LOG_LINES, elem_id="train-log",
                      interactive=False)
     lang_state = gr.State(lang)
@@ -178,19 +186,21 @@ def build_train_tab(workspace: Path, lang: str = "en"):
             if live is not None and (current is None or live.path != current.path):
                 current, state = live, {"run": str(live.path), "offset": 0, "records": [], "state": None}
         if current is None:
-            return state, gr.skip(), gr.skip(), gr.skip()
+            return state, gr.skip(), gr.skip(), gr.skip(), gr.skip()
         new, offset = current.read_metrics(state["offset"])
         status = current.status()
         changed = (bool(new) or status["state"] != state["state"] or status.get("step") != state.get("step")
                    or lang_now != state.get("lang"))
         if not changed and status["state"] not in ACTIVE_STATES:
-            return state, gr.skip(), gr.skip(), gr.skip()
+            return state, gr.skip(), gr.skip(), gr.skip(), gr.skip()
         records = state["records"] + new
         state = {"run": state["run"], "offset": offset, "records": records, "state": status["state"],
                  "step": status.get("step"), "lang": lang_now}
-        figure = training_figure(records, chart_titles(lang_now)) if new or not records else gr.skip()
+        redraw = new or not records
+        figure = training_figure(records, chart_titles(lang_now)) if redraw else gr.skip()
+        rank_map = ranks_update(records, lang_now) if redraw else gr.skip()
         tail = "\n".join(current.log_tail().splitlines()[-LOG_LINES:])  # the box shows the newest lines whole
-        return state, progress_html(current, status, records, lang_now), figure, tail
+        return state, progress_html(current, status, records, lang_now), figure, tail, rank_map
 
     def on_load(lang_now):
         """A fresh page attaches to the active run, or shows the latest one, with that run's job in the form."""
@@ -215,7 +225,7 @@ def build_train_tab(workspace: Path, lang: str = "en"):
     gr.on([method.change, lang_state.change, *(form.components[k].change for k in count_keys)], on_count,
           count_inputs, [param_count], trigger_mode="always_last", concurrency_limit=1, show_progress="hidden")
     timer = gr.Timer(1.0)
-    timer.tick(on_tick, [view, lang_state], [view, progress, charts, log], show_progress="hidden")
+    timer.tick(on_tick, [view, lang_state], [view, progress, charts, log, ranks], show_progress="hidden")
 
     def relabel(lang_new, state):
         sections = [gr.update(label=i18n.text(f"section.{s}", lang_new)) for s in form.section_boxes]
@@ -227,11 +237,12 @@ def build_train_tab(workspace: Path, lang: str = "en"):
             gr.update(value=i18n.text("stop", lang_new)),
             gr.update(value=training_figure(state["records"], chart_titles(lang_new)), label=i18n.text("charts", lang_new)),
             gr.update(label=i18n.text("log", lang_new)),
+            {**ranks_update(state["records"], lang_new), "label": i18n.text("chart.ranks", lang_new)},
             *sections,
             *form.relabel(lang_new),
         ]
 
-    relabel_outputs = [lang_state, preset, method, start, stop, charts, log, *form.section_boxes.values(), *form.inputs]
+    relabel_outputs = [lang_state, preset, method, start, stop, charts, log, ranks, *form.section_boxes.values(), *form.inputs]
     return {"relabel": relabel, "relabel_outputs": relabel_outputs, "load": on_load, "load_inputs": [lang_state],
-            "load_outputs": [view, progress, charts, log, method, *form.inputs], "method": method, "explainer": explainer, "lang_state": lang_state, "view": view,
+            "load_outputs": [view, progress, charts, log, ranks, method, *form.inputs], "method": method, "explainer": explainer, "lang_state": lang_state, "view": view,
             "count": on_count, "count_inputs": count_inputs, "count_outputs": [param_count], "form": form}

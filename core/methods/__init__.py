@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.methods import defaults, dora, longlora, lora, vera
+from core.methods import adalora, defaults, dora, longlora, lora, qdora, qlora, vera
 
-METHODS = {module.NAME: module for module in (lora, dora, longlora, vera)}
+METHODS = {module.NAME: module for module in (lora, dora, qlora, qdora, adalora, longlora, vera)}
 
 
 @dataclass

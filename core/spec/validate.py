@@ -81,7 +81,7 @@ def _check_bounds(value: Any, f: dataclasses.Field) -> str | None:
         items = value if isinstance(value, list) else [value]
         bad = [v for v in items if v not in choices]
         if bad:
-            return f"{bad[0]!r} is not one of: {', '.join(choices)}"
+            return f"{bad[0]!r} is not one of: {', '.join(map(str, choices))}"
     return None
 
 

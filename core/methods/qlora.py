@@ -1,0 +1,182 @@
+"""QLoRA: LoRA on a base model whose linear layers are stored in 4 or 8 bits (Dettmers et al., 2023).
+
+The base weights load through bitsandbytes (NF4/FP4 with optional double quantisation, or LLM.int8),
+PEFT's k-bit preparation readies the model for training, and the adapter is plain LoRA built by
+`lora.peft_config`, so every LoRA option (and LoRA's own hooks) applies here too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.methods import lora
+from core.spec.schema import opt
+
+NAME = "qlora"
+EXPLAINER = (
+    "QLoRA stores the frozen base model's linear layers in 4 bits (NF4, optionally with the quantisation "
+    "constants quantised again) or 8 bits, and trains ordinary LoRA matrices on top in higher precision. "
+    "The base model then needs about a quarter (4-bit) or half (8-bit) of its full-precision memory, which "
+    "is what lets big models fine-tune on one GPU. The price is time: every forward and backward pass "
+    "dequantises the weights; measurements in the LoRA literature found about a third less memory for "
+    "roughly 40-50% more time per step than plain LoRA. Quality usually stays close to 16-bit LoRA."
+)
+
+
+@dataclass
+class QuantParams:
+    bits: int = opt(
+        4,
+        "How many bits each base weight is stored in. 4 saves the most memory (the QLoRA recipe); 8 keeps "
+        "more of the base model's accuracy and saves about half.",
+        choices=[4, 8],
+    )
+    quant_type: str = opt(
+        "nf4",
+        "4-bit number format. nf4 (NormalFloat) matches the bell-shaped spread of trained weights and is "
+        "usually more accurate than plain fp4. Ignored for 8 bits.",
+        choices=["nf4", "fp4"],
+    )
+    double_quant: bool = opt(
+        True,
+        "Also quantise the per-block scaling constants: saves about 0.4 bits per weight (about 3 GB on a "
+        "65B model) at no measurable quality cost. Ignored for 8 bits.",
+    )
+    compute_dtype: str = opt(
+        "auto",
+        "Number format the 4-bit weights are expanded to for each matrix multiply. auto follows the run's "
+        "precision: bf16 on GPUs and CPUs that do bf16 in hardware, else fp32 (on other CPUs bf16 is "
+        "emulated and very slow).",
+        choices=["auto", "fp32", "bf16", "fp16"],
+    )
+    paged_optimizer: bool = opt(
+        False,
+        "Use bitsandbytes' paged 8-bit AdamW: optimiser state takes a quarter of the memory and moves to CPU "
+        "memory when the GPU runs short, instead of crashing on a memory spike. CUDA GPUs only.",
+    )
+
+
+SECTIONS = {"lora": lora.Params, "quant": QuantParams}
+
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def bitsandbytes_problem(device: str) -> str | None:
+    """Why bitsandbytes cannot quantise on `device`, or None when it can."""
+    try:
+        import bitsandbytes
+        from bitsandbytes import cextension
+    except Exception as err:  # not installed, or its import fails on this platform
+        return f"bitsandbytes cannot be imported here ({type(err).__name__}: {err})"
+    kind = device.split(":", 1)[0]
+    if kind not in getattr(bitsandbytes, "supported_torch_devices", set()):
+        return f"bitsandbytes {bitsandbytes.__version__} has no backend for device '{kind}'"
+    # On a GPU bitsandbytes needs its native library; a failed load leaves a stand-in that raises on use.
+    if kind == "cuda" and isinstance(cextension.lib, cextension.ErrorHandlerMockBNBNativeLibrary):
+        return "bitsandbytes could not load its CUDA library (see `python -m bitsandbytes`)"
+    return None
+
+
+def compute_dtype(spec, device: str) -> str:
+    """The dtype name ("fp32", "bf16", "fp16") the quantised matmuls compute in."""
+    from core.device import pick_precision
+
+    chosen = spec.quant.compute_dtype
+    if chosen == "auto":  # the run's own precision, itself auto -> bf16 only where hardware does it
+        chosen = pick_precision(spec.runtime.precision, device)
+    return chosen
+
+
+def check(spec) -> list[tuple[str, str]]:
+    from core.device import pick_device
+
+    problems = lora.check(spec) + lora.quantised_problems(spec)
+    device = pick_device(spec.runtime.device)
+    why = bitsandbytes_problem(device)
+    if why:
+        problems.append(("quant.bits", f"{spec.quant.bits}-bit loading is not possible on {device}: {why}"))
+    if spec.quant.paged_optimizer and device != "cuda":
+        problems.append(("quant.paged_optimizer", f"paged optimisers need a CUDA GPU; this run uses {device}. Turn it off"))
+    return problems
+
+
+def quantization_config(spec, device: str):
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    q = spec.quant
+    if q.bits == 8:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=q.quant_type,
+        bnb_4bit_use_double_quant=q.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, _DTYPES[compute_dtype(spec, device)]),
+    )
+
+
+def load_kwargs(spec, device: str) -> dict:
+    return {"quantization_config": quantization_config(spec, device)}
+
+
+def prepare_model(spec, model):
+    from collections import Counter
+
+    from peft import prepare_model_for_kbit_training
+
+    kinds = Counter(type(m).__name__ for m in model.modules() if type(m).__name__ in ("Linear4bit", "Linear8bitLt"))
+    # In train.log, so a run shows what its base really is (and tests can check it in the trainer process).
+    print(f"[workbench] quantised base: {dict(kinds)}", flush=True)
+    # Freezes the base, upcasts its remaining 16-bit parts (norms, embeddings) to fp32 for stable training,
+    # and turns gradient checkpointing on only when the job asks (PEFT's default would always turn it on).
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.train.gradient_checkpointing)
+
+
+def peft_config(spec, model, plan=None):
+    return lora.peft_config(spec, model, plan)
+
+
+def after_wrap(spec, peft_model) -> None:
+    from collections import Counter
+
+    import torch
+
+    from core.device import pick_device
+
+    # TRL's SFTTrainer casts a quantised model's trainable adapter weights to bf16 (the QLoRA paper's
+    # recipe). Where we compute in something else that hurts: a CPU without native bf16 emulates it
+    # (measured on the bundled model, batch 8 x 128, this AVX2 CPU: 7-9 s per forward+backward with fp32
+    # adapters, 15-16 s with bf16 ones), and fp16 mixed precision refuses to unscale bf16 gradients. So outside bf16 compute the adapter goes back to fp32.
+    if compute_dtype(spec, pick_device(spec.runtime.device)) != "bf16":
+        for param in peft_model.parameters():
+            if param.dtype == torch.bfloat16:
+                param.data = param.data.to(torch.float32)
+    import bitsandbytes as bnb
+
+    quantised = (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
+    over = Counter(type(m.base_layer).__name__ for m in peft_model.modules()
+                   if isinstance(getattr(m, "base_layer", None), quantised))
+    print(f"[workbench] adapters over quantised layers: {dict(over)}", flush=True)
+    lora_after_wrap = getattr(lora, "after_wrap", None)  # LoRA's own options (e.g. frozen A) apply to QLoRA too
+    if lora_after_wrap is not None:
+        lora_after_wrap(spec, peft_model)
+
+
+def optimizer(spec, peft_model, args):
+    """LoRA's optimiser if it builds one (e.g. per-matrix learning rates), made paged 8-bit when asked."""
+    lora_optimizer = getattr(lora, "optimizer", None)
+    built = lora_optimizer(spec, peft_model, args) if lora_optimizer is not None else None
+    if not spec.quant.paged_optimizer:
+        return built
+    import bitsandbytes as bnb
+
+    if built is not None:  # keep LoRA's parameter groups and their learning rates, change only the state
+        groups = [{"params": g["params"], "lr": g["lr"], "weight_decay": g.get("weight_decay", args.weight_decay)}
+                  for g in built.param_groups]
+    else:
+        groups = [{"params": [p for p in peft_model.parameters() if p.requires_grad]}]
+    return bnb.optim.PagedAdamW8bit(groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                                    eps=args.adam_epsilon, weight_decay=args.weight_decay)
+
+
+# LoRA+'s second learning rate in the metrics; PiSSA (the only option with its own saving) is refused here.
+callbacks = lora.callbacks
