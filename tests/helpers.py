@@ -69,3 +69,27 @@ def kill_leftover_trainers(workspace) -> None:
     for run in list_runs(workspace):
         if run.is_active():
             run.kill()
+
+
+def train_tiny_run(workspace, model_dir, method: str = "lora", **sections):
+    """Train the tiny job with `method` to completion and return its run folder (for chat and export tests)."""
+    from core import runner
+
+    run = runner.start(tiny_spec(model_dir, method=method, **sections), workspace)
+    status = wait_for_end(run)
+    assert status["state"] == "completed", f"{status}\n{run.log_tail(3000)}"
+    return run
+
+
+def greedy_reference(model, tokenizer, question: str, max_new_tokens: int = 12) -> str:
+    """The greedy answer computed in this process, to hold a worker's or an export's answer against."""
+    import torch
+
+    from core.chat.prompt import encode_prompt, end_token_ids
+
+    inputs = encode_prompt(tokenizer, [{"role": "user", "content": question}])
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=end_token_ids(tokenizer, model.generation_config),
+                             pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True)
