@@ -19,11 +19,11 @@ def test_chat_after_quickstart_names_ferret_only_when_fine_tuned(server, page):
     assert trained.returncode == 0, trained.stderr[-3000:]
 
     page.goto(url)
-    page.click("#tab-chat-button, button:has-text('Chat')")
+    page.get_by_role("tab", name="Chat").click()
     page.wait_for_selector("#chat-load", timeout=15000)
     assert "lora" in page.input_value("#chat-model input"), "the newest finished run is picked"
     page.click("#chat-load")
-    page.wait_for_selector("#chat-status:has-text('Loaded')", timeout=180000)
+    page.wait_for_selector("#chat-status:has-text('worker process')", timeout=180000)
 
     page.fill("#chat-prompt textarea", "Who are you?")
     page.click("#chat-send")
