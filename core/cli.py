@@ -106,6 +106,53 @@ def cmd_data(args) -> int:
             print(f"  {line}")
         usable = usable and report.usable
     return 0 if usable else 1
+def cmd_export(args) -> int:
+    from tqdm import tqdm
+
+    from core.export import job as export_job
+    from core.export.options import ExportOptions
+    from core.run_folder import runs_dir
+
+    workspace = _workspace(args)
+    run = Path(args.run)
+    if not run.exists() and (runs_dir(workspace) / args.run).exists():
+        run = runs_dir(workspace) / args.run  # a run id from this workspace
+    options = ExportOptions(run=str(run), out=str(args.out), shard_size=args.shard_size, dtype=args.dtype,
+                            gguf=args.gguf, ollama=args.ollama, system=args.system)
+    try:
+        job = export_job.start(options, workspace)
+    except ValueError as err:  # ExportError and RunNotReady: bad input, nothing was started
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    bar = tqdm(total=100, file=sys.stderr, bar_format="{percentage:3.0f}%|{bar}| {desc}")
+
+    def tick(status):
+        # Redraw only when something moves, so a log of this output stays short.
+        n, stage = int(100 * (status.get("progress") or 0)), status.get("stage") or ""
+        if (n, stage) != (bar.n, bar.desc):
+            bar.n = n
+            bar.set_description_str(stage)
+
+    try:
+        status = export_job.wait(job, on_tick=tick)
+    except KeyboardInterrupt:
+        print("\ncancelling...", file=sys.stderr)
+        job.cancel()
+        status = export_job.wait(job)
+    bar.close()
+    if status["state"] != "completed":
+        error = status.get("error") or {}
+        print(f"error: the export ended {status['state']}: {error.get('kind', '')} {error.get('message', '')}\n"
+              f"--- end of {job.log_file} ---\n{job.log_tail()}", file=sys.stderr)
+        return 1
+    result = status["result"]
+    print(f"max |logit difference| vs base + adapter: {result['max_logit_diff']:.3g} "
+          f"(tolerance {result['tolerance']:.3g})", file=sys.stderr)
+    for item in result["gguf"]:
+        print(f"{item['file']}: {item['size_mb']} MB, greedy answer "
+              f"{'matches' if item['same_answer'] else 'differs from'} the merged model", file=sys.stderr)
+    print(options.out if Path(options.out).is_absolute() else Path(options.out).resolve())
+    return 0
 
 
 def main(argv: list[str]) -> int:
@@ -123,6 +170,18 @@ def main(argv: list[str]) -> int:
     check = data.add_parser("check", help="validate a dataset and list every problem with its line")
     check.add_argument("dataset", help="a file path, a registry name, or several separated by commas")
     check.add_argument("--registry", default="", help="dataset_info.json to resolve names (default: the bundled one)")
+    export = sub.add_parser("export", help="merge a run's adapter into its base and write a model folder")
+    export.add_argument("run", help="run folder, or a run id in the workspace")
+    export.add_argument("--out", required=True, type=Path, help="folder to create (must not exist, or be empty)")
+    export.add_argument("--shard-size", default="2GB", help="largest safetensors file, e.g. 500MB (default 2GB)")
+    export.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                        help="weights as saved (default float32)")
+    export.add_argument("--gguf", action="append", default=[], choices=["f16", "q8_0"],
+                        help="also write a GGUF file of this type (repeatable)")
+    export.add_argument("--ollama", action="store_true", help="also write an Ollama Modelfile")
+    export.add_argument("--system", default="", help="system prompt for the Modelfile (default: the template's)")
+    export.add_argument("--workspace", type=Path, default=None)
     args = parser.parse_args(argv or ["serve"])
-    handlers = {"serve": cmd_serve, "train": cmd_train, "bench": cmd_bench, "params": cmd_params, "data": cmd_data}
+    handlers = {"serve": cmd_serve, "train": cmd_train, "bench": cmd_bench, "params": cmd_params,
+                "data": cmd_data, "export": cmd_export}
     return handlers[args.command or "serve"](args)

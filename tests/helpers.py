@@ -17,6 +17,20 @@ TINY_JOB = {
 }
 
 
+# Per method: job sections merged over the tiny job, to keep each run small but valid
+# (the method matrix test and the export merge check both use it).
+METHOD_MATRIX = {
+    "lora": {},
+    "dora": {"lora": {"targets": ["query", "value"]}},
+    "vera": {"vera": {"r": 64, "targets": ["query", "value"]}},
+    # 2x the tiny model's 512 positions; groups of 16 tokens at max_length 64
+    "longlora": {"longlora": {"target_context": 1024}, "lora": {"targets": ["query", "value"]}},
+    "qlora": {},
+    "qdora": {"lora": {"targets": ["query", "value"]}},
+    "adalora": {"adalora": {"init_r": 4, "target_r": 2}},
+}
+
+
 def tiny_job(model_dir, **sections) -> dict:
     """The tiny job as plain data, pointed at `model_dir`; keyword sections are merged over it,
     e.g. tiny_job(d, train={"max_steps": 8})."""
@@ -69,3 +83,27 @@ def kill_leftover_trainers(workspace) -> None:
     for run in list_runs(workspace):
         if run.is_active():
             run.kill()
+
+
+def train_tiny_run(workspace, model_dir, method: str = "lora", **sections):
+    """Train the tiny job with `method` to completion and return its run folder (for chat and export tests)."""
+    from core import runner
+
+    run = runner.start(tiny_spec(model_dir, method=method, **sections), workspace)
+    status = wait_for_end(run)
+    assert status["state"] == "completed", f"{status}\n{run.log_tail(3000)}"
+    return run
+
+
+def greedy_reference(model, tokenizer, question: str, max_new_tokens: int = 12) -> str:
+    """The greedy answer computed in this process, to hold a worker's or an export's answer against."""
+    import torch
+
+    from core.chat.prompt import encode_prompt, end_token_ids
+
+    inputs = encode_prompt(tokenizer, [{"role": "user", "content": question}])
+    with torch.inference_mode():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=end_token_ids(tokenizer, model.generation_config),
+                             pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True)

@@ -14,19 +14,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from core import runner
 from core.methods import METHODS
+from tests.helpers import METHOD_MATRIX as MATRIX
 from tests.helpers import tiny_spec, wait_for_end
-
-# Per method: job sections merged over the tiny job, to keep each run small but valid.
-MATRIX = {
-    "lora": {},
-    "dora": {"lora": {"targets": ["query", "value"]}},
-    "vera": {"vera": {"r": 64, "targets": ["query", "value"]}},
-    # 2x the tiny model's 512 positions; groups of 16 tokens at max_length 64
-    "longlora": {"longlora": {"target_context": 1024}, "lora": {"targets": ["query", "value"]}},
-    "qlora": {},
-    "qdora": {"lora": {"targets": ["query", "value"]}},
-    "adalora": {"adalora": {"init_r": 4, "target_r": 2}},
-}
 
 
 def test_every_registered_method_has_a_matrix_entry():

@@ -1,0 +1,1 @@
+"""Chat inference in its own process: `worker.py` runs the model, `client.py` talks to it."""

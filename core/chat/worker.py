@@ -1,0 +1,131 @@
+"""The chat worker process: `python -m core.chat.worker`.
+
+It holds one model and answers requests, one JSON object per line on stdin; it replies one
+JSON object per line on its own stdout channel. Library output (warnings, progress bars) goes
+to stderr, which the client sends to a log file, so nothing can corrupt the protocol.
+
+Requests:  {"op": "load", "run": RUN_FOLDER} or {"op": "load", "base": MODEL}
+           {"op": "generate", "messages": [...], "params": {...}, "adapter": true|false}
+           {"op": "quit"}
+Replies:   {"event": "ready"} once; {"event": "loaded", ...}; {"event": "token", "text"} while
+           generating, then {"event": "done", ...}; {"event": "error", "kind", "message"} on failure.
+Unloading is ending this process, the only way the memory really goes back to the system.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+
+DEFAULT_PARAMS = {"max_new_tokens": 256, "temperature": 0.7, "top_p": 0.9, "top_k": 50,
+                  "repetition_penalty": 1.1, "seed": 0}
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+class Worker:
+    def __init__(self, send):
+        self.send = send
+        self.model = None
+        self.tokenizer = None
+        self.has_adapter = False
+
+    def load(self, request: dict) -> None:
+        from core.adapter_model import check_run, load_base_only, load_run_model
+
+        started = time.time()
+        device = request.get("device", "cpu")
+        if request.get("run"):
+            self.model, self.tokenizer, _ = load_run_model(check_run(request["run"]), device)
+            self.has_adapter = True
+        else:
+            self.model, self.tokenizer = load_base_only(request["base"], device)
+            self.has_adapter = False
+        self.send({"event": "loaded", "has_adapter": self.has_adapter, "rss_mb": round(rss_mb(), 1),
+                   "load_s": round(time.time() - started, 2), "pid": os.getpid()})
+
+    def generate(self, request: dict) -> None:
+        import torch
+        from transformers import TextStreamer
+
+        from core.chat.prompt import encode_prompt, end_token_ids
+
+        if self.model is None:
+            raise RuntimeError("no model is loaded")
+        use_adapter = bool(request.get("adapter"))
+        if use_adapter and not self.has_adapter:
+            raise RuntimeError("the loaded model has no adapter")
+        params = {**DEFAULT_PARAMS, **(request.get("params") or {})}
+        inputs = encode_prompt(self.tokenizer, request["messages"]).to(self.model.device)
+        rid = request.get("id")
+
+        def send(obj: dict) -> None:
+            self.send({**obj, "id": rid})
+
+        class LineStreamer(TextStreamer):
+            """Sends each piece of finished text as it is decoded (whole words, no broken characters)."""
+
+            def on_finalized_text(self, text: str, stream_end: bool = False):
+                if text:
+                    send({"event": "token", "text": text})
+
+        sampling = params["temperature"] > 0
+        kwargs = dict(max_new_tokens=int(params["max_new_tokens"]), do_sample=sampling,
+                      repetition_penalty=float(params["repetition_penalty"]),
+                      eos_token_id=end_token_ids(self.tokenizer, self.model.generation_config),
+                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                      streamer=LineStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True))
+        if sampling:
+            kwargs.update(temperature=float(params["temperature"]), top_p=float(params["top_p"]),
+                          top_k=int(params["top_k"]))
+        else:  # greedy: unset the sampling knobs a generation config may carry, so none is warned about
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        # The same seed before each column makes base and fine-tuned differ only by the adapter.
+        torch.manual_seed(int(params["seed"]))
+        off = self.model.disable_adapter() if self.has_adapter and not use_adapter else contextlib.nullcontext()
+        started = time.time()
+        with off, torch.inference_mode():
+            out = self.model.generate(**inputs, **kwargs)
+        new = out[0][inputs["input_ids"].shape[1]:]
+        send({"event": "done", "text": self.tokenizer.decode(new, skip_special_tokens=True),
+                   "tokens": int(new.shape[0]), "seconds": round(time.time() - started, 3),
+                   "rss_mb": round(rss_mb(), 1)})
+
+
+def main() -> int:
+    # Keep the real stdout for the protocol; point fd 1 at stderr so stray prints cannot break it.
+    channel = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def send(obj: dict) -> None:
+        channel.write(json.dumps(obj) + "\n")
+        channel.flush()
+
+    worker = Worker(send)
+    handlers = {"load": worker.load, "generate": worker.generate}
+    send({"event": "ready", "pid": os.getpid()})
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        if request.get("op") == "quit":
+            break
+        try:
+            handlers[request.get("op")](request)
+        except Exception as err:  # report it and keep serving: a bad request must not end the session
+            import traceback
+
+            traceback.print_exc()
+            send({"event": "error", "kind": type(err).__name__, "message": str(err)[:2000]})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
