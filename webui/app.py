@@ -51,6 +51,7 @@ def build_app(workspace: Path, lang: str = "en") -> gr.Blocks:
         chat_tab.select(*chat["refresh"])
         export_tab.select(*export["refresh"])
         demo.unload(end_session)  # a closed page ends its chat worker
+        demo.load(*chat["page_load"], show_progress="hidden")
         # Count after the load has put the attached run's job (if any) into the form.
         demo.load(train["load"], train["load_inputs"], train["load_outputs"]).then(
             train["count"], train["count_inputs"], train["count_outputs"], show_progress="hidden")

@@ -88,6 +88,11 @@ def build_chat_tab(workspace: Path, lang: str = "en") -> dict:
         keep = current if current in [v for _, v in options] else options[0][1]
         return gr.update(choices=options, value=keep)
 
+    def on_page_load(lang_now):
+        # The choices were listed when the server started; a fresh page offers the newest finished run.
+        options = model_choices(workspace, lang_now)
+        return gr.update(choices=options, value=options[0][1])
+
     def on_load(choice, lang_now, request: gr.Request):
         client = client_for(request, workspace)
         kind, _, target = (choice or "").partition(":")
@@ -137,4 +142,5 @@ def build_chat_tab(workspace: Path, lang: str = "en") -> dict:
     send.click(on_send, inputs, [prompt, base_box, tuned_box, message])
     prompt.submit(on_send, inputs, [prompt, base_box, tuned_box, message])
     clear.click(lambda: ([], []), None, [base_box, tuned_box])
-    return {"lang_state": lang_state, "refresh": (on_refresh, [model, lang_state], [model])}
+    return {"lang_state": lang_state, "refresh": (on_refresh, [model, lang_state], [model]),
+            "page_load": (on_page_load, [lang_state], [model])}
