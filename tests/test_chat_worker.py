@@ -9,10 +9,10 @@ import psutil
 import pytest
 
 from core.chat.client import ChatClient, ChatWorkerError
-from helpers import greedy_reference, train_tiny_run
+from helpers import train_tiny_run
 
 QUESTION = [{"role": "user", "content": "Who are you?"}]
-GREEDY = {"temperature": 0, "max_new_tokens": 12}
+GREEDY = {"temperature": 0, "max_new_tokens": 12, "repetition_penalty": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,21 @@ def answer(client, adapter, params=GREEDY):
     return done
 
 
+def assert_greedy_path(model, tokenizer, answer_ids: list[int], tie: float = 1e-4):
+    import torch
+
+    from core.chat.prompt import encode_prompt
+
+    prompt = encode_prompt(tokenizer, QUESTION)["input_ids"]
+    ids = torch.cat([prompt, torch.tensor([answer_ids])], dim=1)
+    with torch.inference_mode():
+        logits = model(input_ids=ids).logits[0, prompt.shape[1] - 1:-1]
+    chosen = logits.gather(1, torch.tensor(answer_ids)[:, None])[:, 0]
+    gap = logits.max(dim=1).values - chosen
+    scale = logits.abs().max().item()
+    assert (gap <= tie * max(scale, 1.0)).all(), f"worker's tokens are not greedy here: gaps {gap.tolist()}"
+
+
 def test_streams_base_and_tuned_answers_from_one_model(client, lora_run, tiny_model_dir):
     from core.adapter_model import load_run_model
 
@@ -42,11 +57,13 @@ def test_streams_base_and_tuned_answers_from_one_model(client, lora_run, tiny_mo
     base, tuned = answer(client, adapter=False), answer(client, adapter=True)
     assert base["tokens"] > 0 and tuned["tokens"] > 0
 
-    # Held against the same computation done here: adapter off is exactly the base, on is base+adapter.
+    # Held against the same computation done here: adapter off is the base, on is base+adapter. A random
+    # tiny model has near-ties (',' against '，'), which two processes may break differently, so each
+    # token the worker chose must be the in-process model's best up to a tie, not the same string.
     model, tokenizer, _ = load_run_model(lora_run)
-    assert tuned["text"] == greedy_reference(model, tokenizer, "Who are you?")
+    assert_greedy_path(model, tokenizer, tuned["token_ids"])
     with model.disable_adapter():
-        assert base["text"] == greedy_reference(model, tokenizer, "Who are you?")
+        assert_greedy_path(model, tokenizer, base["token_ids"])
     assert base["text"] != tuned["text"], "training at lr 2e-2 must change the tiny model's greedy answer"
 
 

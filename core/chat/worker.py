@@ -20,7 +20,7 @@ import sys
 import time
 
 DEFAULT_PARAMS = {"max_new_tokens": 256, "temperature": 0.7, "top_p": 0.9, "top_k": 50,
-                  "repetition_penalty": 1.1, "seed": 0}
+                  "repetition_penalty": 1.0, "seed": 0}
 
 
 def rss_mb() -> float:
@@ -94,7 +94,7 @@ class Worker:
             out = self.model.generate(**inputs, **kwargs)
         new = out[0][inputs["input_ids"].shape[1]:]
         send({"event": "done", "text": self.tokenizer.decode(new, skip_special_tokens=True),
-                   "tokens": int(new.shape[0]), "seconds": round(time.time() - started, 3),
+                   "tokens": int(new.shape[0]), "token_ids": new.tolist(), "seconds": round(time.time() - started, 3),
                    "rss_mb": round(rss_mb(), 1)})
 
 
