@@ -27,6 +27,27 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def merge_status(folder: Path, status_file: Path, read, changes: dict) -> dict:
+    """Merge `changes` into a status file that two processes write (a launcher and its worker).
+    The read-modify-write holds a lock in `folder`: otherwise one could undo the other's change."""
+    with open(folder / ".status.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        status = {**read(), **changes}
+        write_atomic(status_file, json.dumps(status, indent=1))
+    return status
+
+
+def poll_until_final(read_status, final_states, on_tick=None, poll_s: float = 0.5) -> dict:
+    """Re-read a status until its state is final; `on_tick(status)` sees every reading."""
+    while True:
+        status = read_status()
+        if on_tick:
+            on_tick(status)
+        if status["state"] in final_states:
+            return status
+        time.sleep(poll_s)
+
+
 def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -62,14 +83,8 @@ class RunFolder:
 
     # --- status -----------------------------------------------------------------
     def write_status(self, **changes) -> dict:
-        """Merge `changes` into status.json. The runner and the trainer both write it, so the
-        read-modify-write holds a lock: otherwise one could undo the other's change."""
-        with open(self.path / ".status.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            status = self.raw_status()
-            status.update(changes)
-            write_atomic(self.status_file, json.dumps(status, indent=1))
-        return status
+        """Merge `changes` into status.json; the runner and the trainer both write it."""
+        return merge_status(self.path, self.status_file, self.raw_status, changes)
 
     def raw_status(self) -> dict:
         try:

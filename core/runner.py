@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from core.paths import PROJECT_ROOT
-from core.run_folder import FINAL_STATES, RunFolder, active_run, new_run_folder, write_atomic
+from core.run_folder import FINAL_STATES, RunFolder, active_run, new_run_folder, poll_until_final, write_atomic
 from core.spec import JobSpec, dump_spec
 
 
@@ -64,13 +64,7 @@ def wait(run: RunFolder, on_tick=None, poll_s: float = 0.5, stop_on_interrupt: b
     so a terminal user never leaves an orphaned trainer or loses the steps already done.
     """
     try:
-        while True:
-            status = run.status()
-            if on_tick:
-                on_tick(status)
-            if status["state"] in FINAL_STATES:
-                return status
-            time.sleep(poll_s)
+        return poll_until_final(run.status, FINAL_STATES, on_tick, poll_s)
     except KeyboardInterrupt:
         if not stop_on_interrupt:
             raise

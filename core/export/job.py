@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from core.export.options import ExportOptions, check_options
 from core.paths import PROJECT_ROOT
-from core.run_folder import pid_alive, write_atomic
+from core.run_folder import merge_status, pid_alive, poll_until_final, write_atomic
 
 ACTIVE = ("queued", "running")
 FINAL = ("completed", "failed", "cancelled")
@@ -47,12 +46,8 @@ class ExportJob:
             return {"state": "queued", "pid": None, "stage": "queued", "progress": 0.0, "error": None, "result": None}
 
     def write_status(self, **changes) -> dict:
-        # The launcher and the export process both write it: the read-modify-write holds a lock.
-        with open(self.path / ".status.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            status = {**self.raw_status(), **changes}
-            write_atomic(self.status_file, json.dumps(status, indent=1))
-        return status
+        # The launcher and the export process both write it.
+        return merge_status(self.path, self.status_file, self.raw_status, changes)
 
     def status(self) -> dict:
         """As written, except that a process that died without saying so reads as failed."""
@@ -100,13 +95,7 @@ def start(options: ExportOptions, workspace: Path) -> ExportJob:
 
 
 def wait(job: ExportJob, on_tick=None, poll_s: float = 0.5) -> dict:
-    while True:
-        status = job.status()
-        if on_tick:
-            on_tick(status)
-        if status["state"] in FINAL:
-            return status
-        time.sleep(poll_s)
+    return poll_until_final(job.status, FINAL, on_tick, poll_s)
 
 
 def list_jobs(workspace: Path) -> list[ExportJob]:
