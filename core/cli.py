@@ -34,7 +34,7 @@ def _workspace(args) -> Path:
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from core import runner
+    from core.runs import runner
 
     spec = _load_job(args)
     if spec is None:
@@ -71,14 +71,14 @@ def cmd_serve(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from core.bench import run_benchmark
+    from core.perf.bench import run_benchmark
 
     spec = _load_job(args)
     return 2 if spec is None else run_benchmark(spec, _workspace(args))
 
 
 def cmd_params(args) -> int:
-    from core.param_count import ParamCountError, count_parameters, summary_line
+    from core.models.params import ParamCountError, count_parameters, summary_line
 
     spec = _load_job(args)
     if spec is None:
@@ -111,7 +111,7 @@ def cmd_export(args) -> int:
 
     from core.export import job as export_job
     from core.export.options import ExportOptions
-    from core.run_folder import runs_dir
+    from core.runs.folder import runs_dir
 
     workspace = _workspace(args)
     run = Path(args.run)

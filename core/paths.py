@@ -7,6 +7,8 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
 PRESETS_DIR = PROJECT_ROOT / "presets"
+# The design, peer data and peer benchmark beside the checkout; absent in a plain clone (tests skip).
+SHARED_DIR = PROJECT_ROOT.parent / "shared"
 
 
 def default_workspace() -> Path:

@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+.venv/bin/ruff check .   # the linter first: a style slip fails in a second, not after the suite
 exec .venv/bin/python -m pytest "$@"

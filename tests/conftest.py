@@ -2,11 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
-
-# `pytest` (unlike `python -m pytest`) does not put the project root on sys.path; core/ lives there.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 # Nothing in the test suite may reach a network; trainer subprocesses inherit this too.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -15,7 +10,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from helpers import kill_leftover_trainers  # noqa: E402
+from tests.helpers import kill_leftover_trainers  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +22,7 @@ def tiny_model_dir(tmp_path_factory):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from core.loading import load_tokenizer
+    from core.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer("SmolLM2-135M-Instruct")
     config = LlamaConfig(

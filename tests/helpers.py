@@ -55,7 +55,7 @@ def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.2):
 
 def wait_for_end(run, timeout_s: float = 180) -> dict:
     """runner.wait with a deadline, so a hung trainer fails the test instead of hanging the suite."""
-    from core import runner
+    from core.runs import runner
 
     deadline = time.time() + timeout_s
 
@@ -78,7 +78,7 @@ def wait_for_step(run, step: int, timeout_s: float = 120) -> dict:
 
 def kill_leftover_trainers(workspace) -> None:
     """Trainers run detached on purpose, so a failing test would leave one training; end each by its pid."""
-    from core.run_folder import list_runs
+    from core.runs.folder import list_runs
 
     for run in list_runs(workspace):
         if run.is_active():
@@ -87,7 +87,7 @@ def kill_leftover_trainers(workspace) -> None:
 
 def train_tiny_run(workspace, model_dir, method: str = "lora", **sections):
     """Train the tiny job with `method` to completion and return its run folder (for chat and export tests)."""
-    from core import runner
+    from core.runs import runner
 
     run = runner.start(tiny_spec(model_dir, method=method, **sections), workspace)
     status = wait_for_end(run)

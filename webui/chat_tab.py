@@ -11,10 +11,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.adapter_model import USABLE_STATES
 from core.chat.client import ChatClient, ChatWorkerError
 from core.chat.prompt import conversation
-from core.run_folder import active_run, list_runs
+from core.models.adapter import USABLE_STATES
+from core.runs.folder import active_run, list_runs
 from core.spec import BUNDLED_MODEL
 from webui import i18n
 
@@ -66,12 +66,14 @@ def build_chat_tab(workspace: Path, lang: str = "en") -> dict:
     system = gr.Textbox(label=i18n.text("chat.system", lang), lines=2, elem_id="chat-system")
     with gr.Accordion(i18n.text("chat.params", lang), open=False):
         with gr.Row():
-            max_new = gr.Number(value=128, precision=0, minimum=1, maximum=4096, label=i18n.text("chat.max_new_tokens", lang), elem_id="chat-max-new")
+            max_new = gr.Number(value=128, precision=0, minimum=1, maximum=4096, label=i18n.text("chat.max_new_tokens", lang),
+                                elem_id="chat-max-new")
             temperature = gr.Number(value=0.0, minimum=0, maximum=5, label=i18n.text("chat.temperature", lang),
                                     info=i18n.text("chat.temperature.help", lang), elem_id="chat-temperature")
             top_p = gr.Number(value=0.9, minimum=0, maximum=1, label="top-p", elem_id="chat-top-p")
             top_k = gr.Number(value=50, precision=0, minimum=0, label="top-k", elem_id="chat-top-k")
-            repetition = gr.Number(value=1.0, minimum=0.5, maximum=3, label=i18n.text("chat.repetition_penalty", lang), elem_id="chat-repetition")
+            repetition = gr.Number(value=1.0, minimum=0.5, maximum=3, label=i18n.text("chat.repetition_penalty", lang),
+                                   elem_id="chat-repetition")
             seed = gr.Number(value=0, precision=0, label=i18n.text("chat.seed", lang), elem_id="chat-seed")
     compare = gr.Checkbox(value=True, label=i18n.text("chat.compare", lang), elem_id="chat-compare")
     with gr.Row():

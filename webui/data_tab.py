@@ -33,7 +33,7 @@ STYLE = """<style>
 
 @lru_cache(maxsize=4)
 def tokenizer_for(model_path: str):
-    from core.loading import load_tokenizer
+    from core.models.loading import load_tokenizer
 
     return load_tokenizer(model_path)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.adapter_model import USABLE_STATES
 from core.export import job as export_job
 from core.export.options import DTYPES, GGUF_TYPES, ExportOptions
-from core.run_folder import list_runs
+from core.models.adapter import USABLE_STATES
+from core.runs.folder import list_runs
 from webui import i18n
 
 

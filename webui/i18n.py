@@ -5,7 +5,7 @@ declared); a locale file may translate it under `fields.<section.key>.help`.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
@@ -14,7 +14,7 @@ LOCALES_DIR = Path(__file__).parent / "locales"
 LANGUAGES = {"en": "English", "zh": "中文"}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _locale(lang: str) -> dict:
     with open(LOCALES_DIR / f"{lang}.yaml", encoding="utf-8") as fh:
         return yaml.safe_load(fh) or {}

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from core import runner
 from core.data.registry import DatasetError, read_registry
 from core.methods import METHODS
-from core.param_count import ParamCountError, count_parameters
+from core.models.params import ParamCountError, count_parameters
 from core.paths import PRESETS_DIR
-from core.run_folder import ACTIVE_STATES, RunFolder, active_run, list_runs
+from core.runs import runner
+from core.runs.folder import ACTIVE_STATES, RunFolder, active_run, list_runs
 from core.spec import BUNDLED_MODEL, JobSpec, SpecError, load_spec, spec_from_dict
 from webui import i18n
 from webui.charts import PANELS, has_ranks, ranks_figure, training_figure
@@ -244,5 +244,6 @@ def build_train_tab(workspace: Path, lang: str = "en"):
 
     relabel_outputs = [lang_state, preset, method, start, stop, charts, log, ranks, *form.section_boxes.values(), *form.inputs]
     return {"relabel": relabel, "relabel_outputs": relabel_outputs, "load": on_load, "load_inputs": [lang_state],
-            "load_outputs": [view, progress, charts, log, ranks, method, *form.inputs], "method": method, "explainer": explainer, "lang_state": lang_state, "view": view,
+            "load_outputs": [view, progress, charts, log, ranks, method, *form.inputs], "method": method,
+            "explainer": explainer, "lang_state": lang_state, "view": view,
             "count": on_count, "count_inputs": count_inputs, "count_outputs": [param_count], "form": form}

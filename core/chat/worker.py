@@ -37,7 +37,7 @@ class Worker:
         self.has_adapter = False
 
     def load(self, request: dict) -> None:
-        from core.adapter_model import check_run, load_base_only, load_run_model
+        from core.models.adapter import check_run, load_base_only, load_run_model
 
         started = time.time()
         device = request.get("device", "cpu")

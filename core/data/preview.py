@@ -30,7 +30,7 @@ class SamplePreview:
 def token_pieces(full: dict) -> list[str]:
     """Each token's text from the offsets, so the pieces join back into the rendered text."""
     text, pieces, previous = full["text"], [], 0
-    for start, end in full["offsets"]:
+    for _start, end in full["offsets"]:
         pieces.append(text[previous:end] if end > previous else "")
         previous = max(previous, end)
     return pieces

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from core.data.readers import SUFFIXES
 from core.data.registry import DatasetError
-from core.run_folder import write_atomic
+from core.runs.folder import write_atomic
 
 
 def uploads_dir(workspace: Path) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from core.export.options import ExportOptions, check_options
 from core.paths import PROJECT_ROOT
-from core.run_folder import merge_status, pid_alive, poll_until_final, write_atomic
+from core.runs.folder import merge_status, pid_alive, poll_until_final, write_atomic
 
 ACTIVE = ("queued", "running")
 FINAL = ("completed", "failed", "cancelled")

@@ -8,7 +8,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from core.adapter_model import check_run
+from core.models.adapter import check_run
 
 GGUF_TYPES = ("f16", "q8_0")
 DTYPES = ("float32", "bfloat16", "float16")

@@ -20,10 +20,10 @@ from core.export.job import ExportJob
 
 def export(job: ExportJob, options, folder: Path) -> dict:
     """Write the whole export into `folder`; returns the result summary."""
-    from core.adapter_model import check_run, load_run_model
     from core.chat.prompt import end_token_strings
     from core.export import card, gguf, merge, ollama
     from core.export.options import ExportError
+    from core.models.adapter import check_run, load_run_model
 
     def stage(name: str, progress: float) -> None:
         if job.cancel_requested():

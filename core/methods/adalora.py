@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from transformers import TrainerCallback
 
+from core.methods.targets import TOGGLES, resolve_targets
 from core.spec.schema import opt
-from core.targets import TOGGLES, resolve_targets
 
 NAME = "adalora"
 EXPLAINER = (

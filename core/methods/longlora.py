@@ -79,7 +79,7 @@ def _base_config(spec):
     """The base model's config when it is readable offline, else None (checks that need it are then skipped)."""
     from transformers import AutoConfig
 
-    from core.model_source import ModelSourceError, resolve_model
+    from core.models.source import ModelSourceError, resolve_model
 
     try:
         path = resolve_model(spec.model.path)
@@ -148,7 +148,7 @@ def rope_kwargs(spec) -> dict:
     """from_pretrained keyword arguments that stretch RoPE to the target context, or {} when no stretch is needed."""
     from transformers import AutoConfig
 
-    from core.model_source import resolve_model
+    from core.models.source import resolve_model
 
     config = AutoConfig.from_pretrained(resolve_model(spec.model.path, convert=True))
     original = config.max_position_embeddings

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.methods.targets import TOGGLES, resolve_targets
 from core.spec.schema import opt
-from core.targets import TOGGLES, resolve_targets
 
 NAME = "lora"
 EXPLAINER = (
@@ -176,7 +176,7 @@ def optimizer(spec, peft_model, args):
 def callbacks(spec, peft_model, plan) -> list:
     if not spec.lora.plus_ratio:
         return []
-    from core.group_rate_callback import GroupRateCallback
+    from core.methods.group_rate import GroupRateCallback
 
     # The trainer logs A's rate as learning_rate; B's, ratio times higher, goes beside it.
     return [GroupRateCallback("learning_rate_b", [p for n, p in peft_model.named_parameters() if "lora_B" in n])]

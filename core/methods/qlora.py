@@ -78,7 +78,7 @@ def bitsandbytes_problem(device: str) -> str | None:
 
 def compute_dtype(spec, device: str) -> str:
     """The dtype name ("fp32", "bf16", "fp16") the quantised matmuls compute in."""
-    from core.device import pick_precision
+    from core.runtime.device import pick_precision
 
     chosen = spec.quant.compute_dtype
     if chosen == "auto":  # the run's own precision, itself auto -> bf16 only where hardware does it
@@ -87,7 +87,7 @@ def compute_dtype(spec, device: str) -> str:
 
 
 def check(spec) -> list[tuple[str, str]]:
-    from core.device import pick_device
+    from core.runtime.device import pick_device
 
     problems = lora.check(spec) + lora.quantised_problems(spec)
     device = pick_device(spec.runtime.device)
@@ -140,12 +140,13 @@ def after_wrap(spec, peft_model) -> None:
 
     import torch
 
-    from core.device import pick_device
+    from core.runtime.device import pick_device
 
     # TRL's SFTTrainer casts a quantised model's trainable adapter weights to bf16 (the QLoRA paper's
     # recipe). Where we compute in something else that hurts: a CPU without native bf16 emulates it
     # (measured on the bundled model, batch 8 x 128, this AVX2 CPU: 7-9 s per forward+backward with fp32
-    # adapters, 15-16 s with bf16 ones), and fp16 mixed precision refuses to unscale bf16 gradients. So outside bf16 compute the adapter goes back to fp32.
+    # adapters, 15-16 s with bf16 ones), and fp16 mixed precision refuses to unscale bf16 gradients.
+    # So outside bf16 compute the adapter goes back to fp32.
     if compute_dtype(spec, pick_device(spec.runtime.device)) != "bf16":
         for param in peft_model.parameters():
             if param.dtype == torch.bfloat16:

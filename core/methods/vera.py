@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.methods.targets import TOGGLES, resolve_targets
 from core.spec.schema import opt
-from core.targets import TOGGLES, resolve_targets
 
 NAME = "vera"
 EXPLAINER = (

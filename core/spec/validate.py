@@ -146,7 +146,7 @@ def _cross_field_problems(spec: JobSpec, skip: set[str]) -> list[tuple[str, str]
     `skip` holds fields already reported, so a bad value is not reported twice.
     """
     from core.methods import hook
-    from core.model_source import ModelSourceError, resolve_model
+    from core.models.source import ModelSourceError, resolve_model
 
     problems: list[tuple[str, str]] = []
     if "model.path" not in skip:

@@ -27,9 +27,9 @@ def _free_port() -> int:
 def server(tmp_path):
     """Start `python app.py serve` in its own process; yields (url, workspace)."""
     port, workspace = _free_port(), tmp_path / "ws"
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "app.py", "serve", "--port", str(port), "--workspace", str(workspace)],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    with open(tmp_path / "server.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "app.py", "serve", "--port", str(port), "--workspace", str(workspace)],
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     deadline = time.time() + 90
     while time.time() < deadline:
         try:
@@ -37,13 +37,13 @@ def server(tmp_path):
             break
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError((tmp_path / "server.log").read_text())
+                raise RuntimeError((tmp_path / "server.log").read_text()) from None
             time.sleep(0.5)
     yield f"http://127.0.0.1:{port}", workspace
     proc.terminate()
     proc.wait(timeout=20)
     # Trainers run detached on purpose; a test must not leave one behind.
-    from core.run_folder import list_runs
+    from core.runs.folder import list_runs
 
     for run in list_runs(workspace):
         run.kill()

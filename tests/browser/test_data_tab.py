@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from test_train_tab import STATE, set_field, wait_for
+from tests.browser.test_train_tab import STATE, set_field, wait_for
 
 pytestmark = pytest.mark.browser
 

@@ -36,7 +36,7 @@ def greedy_answer(run: Path, question: str, max_new_tokens: int = 30) -> str:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from core.methods import hook
-    from core.model_source import resolve_model
+    from core.models.source import resolve_model
     from core.spec import load_spec
 
     spec = load_spec(str(run / "job.yaml"))

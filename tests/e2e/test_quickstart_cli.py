@@ -18,7 +18,7 @@ def greedy_answer(adapter: Path, question: str) -> str:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.model_source import resolve_model
+    from core.models.source import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(adapter)
     base = AutoModelForCausalLM.from_pretrained(resolve_model("SmolLM2-135M-Instruct", convert=True))

@@ -1,0 +1,1 @@
+"""Base models: finding them, loading them, counting their parameters, loading a run's adapter."""

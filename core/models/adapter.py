@@ -1,0 +1,66 @@
+"""Load a finished run for inference: its base model, unquantised, with its adapter on top.
+
+Chat and export both start here. The base always loads in a floating-point dtype, even for a
+run trained on a 4-bit base (QLoRA): an adapter merges into real weights only, and chatting
+with the 16/32-bit base shows what the merged export will do.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.runs.folder import RunFolder
+
+
+class RunNotReady(ValueError):
+    """The run cannot be used for chat or export; the message says why."""
+
+
+USABLE_STATES = ("completed", "stopped")  # a stopped run saved its adapter too
+
+
+def check_run(path) -> RunFolder:
+    """The run folder at `path`, or RunNotReady naming what is wrong with it."""
+    run = RunFolder(Path(path).expanduser().resolve())
+    if not run.job.is_file():
+        raise RunNotReady(f"no run at {run.path} (it has no job.yaml)")
+    state = run.status()["state"]
+    if state not in USABLE_STATES:
+        raise RunNotReady(f"run {run.run_id} is {state}; only a completed or stopped run has an adapter to use")
+    if not (run.adapter_dir / "adapter_config.json").is_file():
+        raise RunNotReady(f"run {run.run_id} is {state} but has no adapter/ folder")
+    return run
+
+
+def base_dtype(device: str):
+    import torch
+
+    return torch.float32 if device == "cpu" else torch.bfloat16
+
+
+def load_run_model(run: RunFolder, device: str = "cpu", dtype=None):
+    """(PeftModel in eval mode, tokenizer, spec) for a checked run."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from core.methods import hook
+    from core.models.source import resolve_model
+    from core.spec import load_spec
+
+    spec = load_spec(str(run.job))
+    kwargs = {"dtype": dtype or base_dtype(device), **hook(spec.method, "inference_kwargs")(spec)}
+    base = AutoModelForCausalLM.from_pretrained(resolve_model(spec.model.path, convert=True), **kwargs).to(device)
+    model = PeftModel.from_pretrained(base, str(run.adapter_dir)).eval()
+    # The trainer saved the tokenizer it trained with (chat template included) beside the adapter.
+    tokenizer = AutoTokenizer.from_pretrained(str(run.adapter_dir))
+    return model, tokenizer, spec
+
+
+def load_base_only(model_path: str, device: str = "cpu"):
+    """(base model, tokenizer) for chatting with a base model that has no run."""
+    from transformers import AutoModelForCausalLM
+
+    from core.models.loading import load_tokenizer
+    from core.models.source import resolve_model
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(model_path, convert=True), dtype=base_dtype(device))
+    return model.to(device).eval(), load_tokenizer(model_path)

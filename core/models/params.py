@@ -1,0 +1,93 @@
+"""Count a job's trainable and total parameters before launch, without loading any weights.
+
+The model is built from its config.json on PyTorch's meta device, where tensors have a shape
+but no storage, and the method's real PEFT config is applied to it. So the numbers are exactly
+what training would report, a 70B model costs no memory, and a folder holding only config.json
+is enough.
+"""
+from __future__ import annotations
+
+import warnings
+
+
+class ParamCountError(ValueError):
+    """The parameters cannot be counted (unknown architecture, no target matches); the message says why."""
+
+
+def count_parameters(spec) -> dict:
+    """Parameter counts for a validated spec.
+
+    Returns a dict with
+      total      the base model's parameters (tied weights counted once)
+      trainable  parameters that will receive gradients
+      all        total plus what the method adds (the adapters)
+      share      trainable / all, as a fraction; PEFT's print_trainable_parameters reports this in percent
+      targets    the module-name suffixes the method wraps (e.g. q_proj, v_proj)
+      adapted    how many layers were wrapped
+    """
+    import torch
+    from peft import get_peft_model
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    from core.methods import METHODS, TrainPlan, hook
+
+    _, model = meta_model(spec.model.path)
+    # PEFT warns about deprecated transformers attributes while wrapping; that is noise here.
+    with warnings.catch_warnings(), torch.device("meta"):
+        warnings.simplefilter("ignore")
+        total = _count(model)
+        try:
+            # The step count only schedules (AdaLoRA's pruning); it does not change any shape.
+            peft_config = METHODS[spec.method].peft_config(spec, model, TrainPlan(total_steps=1000))
+        except ValueError as err:  # e.g. a target toggle that matches no layer of this architecture
+            raise ParamCountError(str(err)) from None
+        model = get_peft_model(model, peft_config)
+        # What the trainer does next, so parameters a method freezes (LoRA-FA's A) are not counted as trainable.
+        hook(spec.method, "after_wrap")(spec, model)
+
+    trainable = _count(model, trainable_only=True)
+    everything = _count(model)
+    adapted = [name for name, module in model.named_modules() if isinstance(module, BaseTunerLayer)]
+    targets = peft_config.target_modules
+    if isinstance(targets, str) or targets is None:  # a regex or a PEFT shorthand: name what it matched
+        targets = {name.rsplit(".", 1)[-1] for name in adapted}
+    return {
+        "total": total,
+        "trainable": trainable,
+        "all": everything,
+        "share": trainable / everything if everything else 0.0,
+        "targets": sorted(targets),
+        "adapted": len(adapted),
+    }
+
+
+def meta_model(model_path: str):
+    """(config, model) built from the model's config.json on the meta device: shapes, no weights read."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from core.models.source import resolve_model
+
+    # convert=True matters only for the bundled model: its folder is built once from the GGUF file.
+    source = resolve_model(model_path, convert=True)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError, KeyError) as err:
+        raise ParamCountError(f"cannot read the model's config.json: {err}") from None
+    with warnings.catch_warnings(), torch.device("meta"):
+        warnings.simplefilter("ignore")
+        try:
+            return config, AutoModelForCausalLM.from_config(config)
+        except ValueError as err:  # e.g. a config for an architecture that is not a causal LM
+            raise ParamCountError(f"cannot build this model from its config: {err}") from None
+
+
+def _count(model, trainable_only: bool = False) -> int:
+    # parameters() yields a shared (tied) tensor once, so tied embeddings are not counted twice.
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def summary_line(counts: dict) -> str:
+    """The figures in PEFT's own wording, so they can be compared with a training log at a glance."""
+    return (f"trainable params: {counts['trainable']:,} || all params: {counts['all']:,} "
+            f"|| trainable%: {100 * counts['share']:.4f}")

@@ -1,0 +1,72 @@
+"""The trainer-side half of the run-folder contract: a TrainerCallback that
+appends metrics.jsonl, keeps status.json current and honours stop requests."""
+from __future__ import annotations
+
+import resource
+import time
+
+import torch
+from transformers import TrainerCallback
+
+from core.runs.folder import RunFolder
+
+
+def peak_memory_mb() -> float:
+    """Peak allocated GPU memory when training on CUDA, else the process's peak RSS."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class RunFolderCallback(TrainerCallback):
+    def __init__(self, run: RunFolder, samples_per_step: int, extras=()):
+        self.run = run
+        self.samples_per_step = samples_per_step
+        # Method callbacks that add fields to each record (e.g. AdaLoRA's ranks) via metric_extras(state).
+        self.extras = [cb for cb in extras if hasattr(cb, "metric_extras")]
+        self.started = None
+        self.last_time = None
+        self.last_tokens = 0
+        self.last_step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = self.last_time = time.time()
+        self.last_tokens = state.num_input_tokens_seen
+        self.last_step = state.global_step
+        self.run.write_status(step=state.global_step, total_steps=state.max_steps)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.run.write_status(step=state.global_step, total_steps=state.max_steps)
+        if self.run.stop_requested():
+            control.should_training_stop = True
+            control.should_save = True
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" not in logs and "eval_loss" not in logs:
+            return  # the end-of-training summary; its figures are already in the series
+        now = time.time()
+        elapsed = now - self.started
+        record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
+        if "loss" in logs:
+            span = max(now - self.last_time, 1e-9)
+            steps = state.global_step - self.last_step
+            record.update(
+                loss=logs["loss"],
+                learning_rate=logs.get("learning_rate"),
+                grad_norm=logs.get("grad_norm"),
+                tokens_per_second=round((state.num_input_tokens_seen - self.last_tokens) / span, 2),
+                samples_per_second=round(steps * self.samples_per_step / span, 3),
+            )
+            self.last_time, self.last_tokens, self.last_step = now, state.num_input_tokens_seen, state.global_step
+        if "eval_loss" in logs:
+            record["eval_loss"] = logs["eval_loss"]
+        done = max(state.global_step, 1)
+        record.update(
+            memory_mb=round(peak_memory_mb(), 1),
+            elapsed_s=round(elapsed, 2),
+            eta_s=round(elapsed / done * max(state.max_steps - state.global_step, 0), 1),
+        )
+        for cb in self.extras:
+            record.update(cb.metric_extras(state))
+        self.run.append_metrics(record)
