@@ -24,6 +24,7 @@ def count_parameters(spec) -> dict:
       share      trainable / all, as a fraction; PEFT's print_trainable_parameters reports this in percent
       targets    the module-name suffixes the method wraps (e.g. q_proj, v_proj)
       adapted    how many layers were wrapped
+      adapted_shapes  (in, out) features of each wrapped layer
     """
     import torch
     from peft import get_peft_model
@@ -47,7 +48,10 @@ def count_parameters(spec) -> dict:
 
     trainable = _count(model, trainable_only=True)
     everything = _count(model)
-    adapted = [name for name, module in model.named_modules() if isinstance(module, BaseTunerLayer)]
+    tuned = [(name, module) for name, module in model.named_modules() if isinstance(module, BaseTunerLayer)]
+    adapted = [name for name, _ in tuned]
+    # (in, out) features of each wrapped layer's base, for the memory estimate (core/perf/estimate.py).
+    shapes = [(getattr(m, "in_features", 0), getattr(m, "out_features", 0)) for _, m in tuned]
     targets = peft_config.target_modules
     if isinstance(targets, str) or targets is None:  # a regex or a PEFT shorthand: name what it matched
         targets = {name.rsplit(".", 1)[-1] for name in adapted}
@@ -58,6 +62,7 @@ def count_parameters(spec) -> dict:
         "share": trainable / everything if everything else 0.0,
         "targets": sorted(targets),
         "adapted": len(adapted),
+        "adapted_shapes": shapes,
     }
 
 
