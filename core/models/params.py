@@ -25,6 +25,8 @@ def count_parameters(spec) -> dict:
       targets    the module-name suffixes the method wraps (e.g. q_proj, v_proj)
       adapted    how many layers were wrapped
       adapted_shapes  (in, out) features of each wrapped layer
+      linear     parameters in the base's linear layers, the output layer excepted
+      config     the model's config (for the memory estimate, core/perf/estimate.py)
     """
     import torch
     from peft import get_peft_model
@@ -32,11 +34,14 @@ def count_parameters(spec) -> dict:
 
     from core.methods import METHODS, TrainPlan, hook
 
-    _, model = meta_model(spec.model.path)
+    config, model = meta_model(spec.model.path)
     # PEFT warns about deprecated transformers attributes while wrapping; that is noise here.
     with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore")
         total = _count(model)
+        head = model.get_output_embeddings()
+        # What 4/8-bit quantisation would store compactly: the decoder's linear layers (the estimate reads it).
+        linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
         try:
             # The step count only schedules (AdaLoRA's pruning); it does not change any shape.
             peft_config = METHODS[spec.method].peft_config(spec, model, TrainPlan(total_steps=1000))
@@ -63,6 +68,8 @@ def count_parameters(spec) -> dict:
         "targets": sorted(targets),
         "adapted": len(adapted),
         "adapted_shapes": shapes,
+        "linear": linear,
+        "config": config,
     }
 
 

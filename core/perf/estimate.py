@@ -73,20 +73,16 @@ class Estimate:
         return sum(self.parts.values())
 
 
-def shape_of(config, model) -> ModelShape:
-    """The figures the formulas need, read from a config and its meta-device model."""
-    import torch
-
+def shape_of(config, base_params: int, linear_params: int) -> ModelShape:
+    """The figures the formulas need, from a config and the parameter counts of its meta-device model."""
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     heads = text.num_attention_heads
     head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
     kv_heads = getattr(text, "num_key_value_heads", None) or heads
-    head = model.get_output_embeddings()
-    linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
     return ModelShape(
         layers=text.num_hidden_layers, hidden=text.hidden_size, kv_dim=kv_heads * head_dim, heads=heads,
         intermediate=getattr(text, "intermediate_size", None) or 4 * text.hidden_size, vocab=text.vocab_size,
-        base_params=sum(p.numel() for p in model.parameters()), linear_params=linear,
+        base_params=base_params, linear_params=linear_params,
     )
 
 
@@ -205,19 +201,24 @@ def _method_sections(spec) -> dict:
     return METHODS[spec.method].SECTIONS
 
 
+def job_inputs(spec, counts: dict | None = None) -> tuple[dict, ModelShape]:
+    """(parameter counts, model shape) for a spec: the meta-device work, done once per estimate."""
+    from core.models.params import count_parameters
+
+    counts = counts or count_parameters(spec)
+    return counts, shape_of(counts["config"], counts["total"], counts["linear"])
+
+
 def estimate_job(spec, counts: dict | None = None, *, device: str | None = None, precision: str | None = None,
                  checkpointing: bool | None = None, seq_len: int | None = None, tokens: int | None = None,
-                 label_share: float = 1.0, peak_gflops: float | None = None) -> Estimate:
+                 label_share: float = 1.0, peak_gflops: float | None = None, inputs=None) -> Estimate:
     """The estimate for a validated spec, from config.json alone. Without `seq_len` every row is taken
     to fill data.max_length (the worst case); the trainer passes the real longest row."""
-    from core.models.params import count_parameters, meta_model
     from core.runtime.device import pick_device, pick_precision
 
     device = device or pick_device(spec.runtime.device)
     precision = precision or pick_precision(spec.runtime.precision, device)
-    counts = counts or count_parameters(spec)
-    config, model = meta_model(spec.model.path)
-    shape = shape_of(config, model)
+    counts, shape = inputs or job_inputs(spec, counts)
     layers = max(shape.layers, 1)
     ranks = _adapter_ranks(spec) * len(counts["adapted_shapes"]) // layers
     dora_out = sum(out for _, out in counts["adapted_shapes"]) // layers if spec.method in ("dora", "qdora") else 0
@@ -255,3 +256,27 @@ def summary_lines(est: Estimate) -> list[str]:
     else:
         lines.append(f"work per step: {flops}")
     return lines
+
+
+def job_estimate_with_time(spec, counts: dict | None = None) -> Estimate:
+    """What `params` and the Train tab show: the worst case (every row at max length) in the job's settings,
+    with the time per step from the device's cached matmul peak (measured once, in well under a second)."""
+    from core.perf.peak import matmul_peak
+    from core.runtime.device import pick_device, pick_precision
+
+    device = pick_device(spec.runtime.device)
+    precision = pick_precision(spec.runtime.precision, device)
+    try:
+        peak = matmul_peak(device, precision)
+    except Exception:  # a device that cannot run the measurement still gets its memory estimate
+        peak = None
+    return estimate_job(spec, counts, device=device, precision=precision, peak_gflops=peak)
+
+
+def exceeds_free_memory(spec, est: Estimate) -> tuple[int, int] | None:
+    """(estimated total, free bytes) when the estimate does not fit in the device's free memory, else None."""
+    from core.runtime.device import pick_device
+    from core.training.levers import free_memory
+
+    free = free_memory(pick_device(spec.runtime.device))
+    return (est.total, free) if free is not None and est.total > free else None

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from core.paths import PROJECT_ROOT
 from core.perf.measure import TreeWatch, step_rates
+from core.training.trainer import planned_steps
 
 NAME = "llamafactory"
 VERSION = "0.9.5"
@@ -147,10 +148,10 @@ def peer_config(spec, model_dir: Path, data_dir: Path, out_dir: Path, precision:
         "overwrite_cache": True, "preprocessing_num_workers": 1, "output_dir": str(out_dir),
         "logging_steps": 5, "save_strategy": "no", "report_to": "none",
         "per_device_train_batch_size": t.batch_size, "gradient_accumulation_steps": t.grad_accum,
-        "learning_rate": t.learning_rate, "max_steps": t.max_steps or 30, "lr_scheduler_type": t.lr_scheduler,
+        "learning_rate": t.learning_rate, "max_steps": planned_steps(len(QUESTIONS) * 4, t), "lr_scheduler_type": t.lr_scheduler,
         "max_grad_norm": t.max_grad_norm, "weight_decay": t.weight_decay, "warmup_steps": t.warmup_steps,
         "seed": t.seed, "use_cpu": spec.runtime.device != "cuda", "include_num_input_tokens_seen": "non_padding",
-        "gradient_checkpointing": t.gradient_checkpointing is True,
+        "gradient_checkpointing": t.gradient_checkpointing == "on",
     }
     if precision == "bf16":
         config["bf16"] = True

@@ -70,13 +70,15 @@ def save_adapter(write_adapter, tokenizer, target: Path) -> None:
 
 def train(run: RunFolder) -> str:
     import torch
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     from core.methods import METHODS, TrainPlan, hook
     from core.models.loading import load_base_model, load_tokenizer
     from core.runtime.device import pick_device, pick_precision
     from core.spec import load_spec
     from core.training.callback import RunFolderCallback
+    from core.training.lean_trainer import LeanSFTTrainer
+    from core.training.levers import choose as choose_levers
 
     spec = load_spec(str(run.job))
     method = METHODS[spec.method]
@@ -100,6 +102,9 @@ def train(run: RunFolder) -> str:
         eval_dataset = pack_dataset(eval_dataset, spec.data.max_length, "bfd") if eval_dataset is not None else None
     print(f"[workbench] {len(dataset)} training samples, {len(eval_dataset or [])} eval samples", flush=True)
     t = spec.train
+    levers = choose_levers(spec, device, precision, dataset)
+    for note in levers.notes:
+        print(f"[workbench] {note}", flush=True)
     plan = TrainPlan(total_steps=planned_steps(len(dataset), t), device=device, precision=precision)
     eval_steps = spec.data.eval_steps or max(plan.total_steps // 10, 1)
     model = load_base_model(spec, device, **call("load_kwargs", spec, device))
@@ -118,7 +123,7 @@ def train(run: RunFolder) -> str:
         lr_scheduler_type=t.lr_scheduler,
         max_grad_norm=t.max_grad_norm or None,
         logging_steps=t.logging_steps,
-        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing=levers.checkpointing,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         save_strategy="steps" if t.save_steps else "no",
         save_steps=t.save_steps or 500,
@@ -140,7 +145,9 @@ def train(run: RunFolder) -> str:
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
-    trainer = SFTTrainer(
+    trainer = LeanSFTTrainer(
+        lean_loss=levers.lean_loss,
+        share_prefix=levers.shared_prefix,
         model=model,
         args=args,
         train_dataset=dataset,
@@ -154,7 +161,8 @@ def train(run: RunFolder) -> str:
         trainer.optimizer = optimizer  # the Trainer builds its own only when none is set
     extra = call("callbacks", spec, trainer.model, plan)
     # The run-folder callback goes last, so a method callback's on_log/on_step_end work is done before it writes.
-    for cb in [*extra, RunFolderCallback(run, samples_per_step=t.batch_size * t.grad_accum, extras=extra)]:
+    for cb in [*extra, RunFolderCallback(run, samples_per_step=t.batch_size * t.grad_accum, extras=extra,
+                                                  prediction=levers.prediction)]:
         trainer.add_callback(cb)
     trainer.model.print_trainable_parameters()
     trainer.train()
