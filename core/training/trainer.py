@@ -69,18 +69,23 @@ def save_adapter(write_adapter, tokenizer, target: Path) -> None:
 
 
 def train(run: RunFolder) -> str:
+    from core.spec import load_spec
+    from core.training.process import prepare_process
+
+    spec = load_spec(str(run.job))
+    for note in prepare_process(spec):  # before torch, TRL and PEFT load: see core/training/process.py
+        print(f"[workbench] {note}", flush=True)
+
     import torch
     from trl import SFTConfig
 
     from core.methods import METHODS, TrainPlan, hook
     from core.models.loading import load_base_model, load_tokenizer
     from core.runtime.device import pick_device, pick_precision
-    from core.spec import load_spec
     from core.training.callback import RunFolderCallback
     from core.training.lean_trainer import LeanSFTTrainer
     from core.training.levers import choose as choose_levers
 
-    spec = load_spec(str(run.job))
     method = METHODS[spec.method]
 
     def call(name, *args):
