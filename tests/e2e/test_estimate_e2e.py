@@ -40,7 +40,7 @@ def test_estimate_within_15_percent_of_measured_peak(tmp_path):
             for method in METHODS:
                 ws = tmp_path / f"{method}-b{batch}-{ckpt}"
                 started.append((method, ws, runner.start(job(method, batch, ckpt), ws)))
-            for method, ws, run in started:
+            for method, _, run in started:
                 status = wait_for_end(run, timeout_s=900)
                 assert status["state"] == "completed", run.log_tail(3000)
                 est = status["estimate"]
