@@ -75,3 +75,31 @@ def test_70b_from_config_json_alone_in_seconds(tmp_path):
     # 69B parameters at 4 bits with constants, embeddings and head in fp32: about 35-37 GB of weights
     assert 33e9 < est.parts["weights"] < 39e9
     assert est.total == sum(est.parts.values())
+
+
+def test_shown_in_train_tab_and_params(tiny_model_dir, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from core.paths import PROJECT_ROOT
+    from tests.helpers import tiny_job
+    from webui.train_tab import estimate_check_html, param_count_text
+
+    data = tiny_job(tiny_model_dir)
+    est = estimate_job(tiny_spec(tiny_model_dir))
+    english, chinese = param_count_text(data, "en"), param_count_text(data, "zh")
+    assert f"Estimated peak memory: {est.total / 2**20:,.0f} MiB" in english
+    assert "activations" in english and "预计峰值内存" in chinese
+    # at the end of a run, predicted and measured side by side; nothing while it runs
+    status = {"estimate": {"predicted": {"peak_mb": 1100.0, "step_s": 0.5},
+                           "measured": {"peak_mb": 1000.0, "step_s": 0.4}}}
+    assert "predicted 1,100 MiB, measured 1,000 MiB (+10%)" in estimate_check_html(status, "en")
+    assert estimate_check_html({"estimate": {"predicted": {"peak_mb": 1.0}}}, "en") == ""
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(data))
+    out = subprocess.run([sys.executable, "app.py", "params", str(job)], cwd=PROJECT_ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "estimated peak memory:" in out.stdout and "activations" in out.stdout and "optimizer" in out.stdout
