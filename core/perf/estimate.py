@@ -34,9 +34,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # RSS of the trainer process after its imports, before the model loads (Python 3.11, torch 2.13 CPU,
-# transformers 5.24, TRL 1.16, PEFT 0.21, datasets): 482 MiB measured; plus about 10% allocator slack
-# over everything else (freed blocks the C allocator keeps), see ALLOCATOR_SLACK.
-CPU_PROCESS_BASE = 482 * 2**20
+# transformers 5.24, TRL 1.16, PEFT 0.21, datasets): 433 MiB measured without bitsandbytes, which only
+# quantised jobs load (477 MiB with it); plus about 10% allocator slack over everything else.
+CPU_PROCESS_BASE = 433 * 2**20
+BITSANDBYTES_IMPORT = 44 * 2**20
 ALLOCATOR_SLACK = 0.10
 CUDA_CONTEXT_SLACK = 64 * 2**20
 # The share of the matmul peak a training step sustains (small matmuls, elementwise work, the optimiser):
@@ -86,11 +87,15 @@ def shape_of(config, base_params: int, linear_params: int) -> ModelShape:
     )
 
 
-def weight_bytes(shape: ModelShape, bits: int | None, double_quant: bool = True) -> int:
+def weight_bytes(shape: ModelShape, bits: int | None, double_quant: bool = True, device: str = "cuda") -> int:
     """Base weights: fp32 as loaded, or the decoder's linears at 4/8 bits with their constants (the
-    embeddings, norms and output layer stay fp32)."""
+    embeddings, norms and output layer stay fp32). On a CPU the fp32 checkpoint read in to be quantised
+    stays mapped in the process (measured on the bundled model: QLoRA's peak RSS is LoRA's plus the
+    4-bit copies), so there the quantised linears come on top of the fp32 weights."""
     if not bits:
         return 4 * shape.base_params
+    if device == "cpu":
+        return 4 * shape.base_params + weight_bytes(shape, bits, double_quant) - 4 * (shape.base_params - shape.linear_params)
     rest = 4 * (shape.base_params - shape.linear_params)
     n = shape.linear_params
     if bits == 4:
@@ -159,7 +164,7 @@ def estimate(shape: ModelShape, *, batch: int, seq_len: int, trainable: int, ada
     label_tokens = max(int(round(tokens * label_share)), 1)
     compute = BYTES[precision] if device == "cuda" or precision == "fp32" else 4  # CPU autocast keeps fp32 tensors too
     parts = {
-        "weights": weight_bytes(shape, bits, double_quant),
+        "weights": weight_bytes(shape, bits, double_quant, device),
         "adapter": 4 * adapter_params,
         "gradients": 4 * trainable,
         "optimizer": optimizer_bytes(trainable, optimizer),
@@ -170,7 +175,8 @@ def estimate(shape: ModelShape, *, batch: int, seq_len: int, trainable: int, ada
     if device == "cuda":
         parts["overhead"] = CUDA_CONTEXT_SLACK
     else:
-        parts["overhead"] = CPU_PROCESS_BASE + int(ALLOCATOR_SLACK * sum(parts.values()))
+        parts["overhead"] = CPU_PROCESS_BASE + (BITSANDBYTES_IMPORT if bits else 0) \
+            + int(ALLOCATOR_SLACK * sum(parts.values()))
     flops = step_flops(shape, tokens, label_tokens, seq_len, 0, adapter_params, checkpointing)
     result = Estimate(parts=parts, step_flops=flops, tokens=tokens, peak_gflops=peak_gflops)
     if peak_gflops:

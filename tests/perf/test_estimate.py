@@ -52,10 +52,15 @@ def test_formulas_follow_their_causes():
 
 
 def test_job_estimate_reads_the_method(tiny_model_dir):
-    lora = estimate_job(tiny_spec(tiny_model_dir))
-    qlora = estimate_job(tiny_spec(tiny_model_dir, method="qlora"))
-    fa = estimate_job(tiny_spec(tiny_model_dir, lora={"fa": True}))
+    gpu = {"device": "cuda", "precision": "bf16"}
+    lora = estimate_job(tiny_spec(tiny_model_dir), **gpu)
+    qlora = estimate_job(tiny_spec(tiny_model_dir, method="qlora"), **gpu)
+    fa = estimate_job(tiny_spec(tiny_model_dir, lora={"fa": True}), **gpu)
     assert qlora.parts["weights"] < lora.parts["weights"]
+    # on a CPU the fp32 checkpoint read in to be quantised stays mapped: the 4-bit copies come on top
+    cpu = {"device": "cpu", "precision": "fp32"}
+    assert estimate_job(tiny_spec(tiny_model_dir, method="qlora"), **cpu).parts["weights"] > \
+        estimate_job(tiny_spec(tiny_model_dir), **cpu).parts["weights"]
     assert fa.parts["optimizer"] < lora.parts["optimizer"]  # A frozen: half the adapter trains
 
 
@@ -69,7 +74,7 @@ def test_70b_from_config_json_alone_in_seconds(tmp_path):
     }))
     started = time.monotonic()
     spec = tiny_spec(folder, method="qlora")
-    est = estimate_job(spec)
+    est = estimate_job(spec, device="cuda", precision="bf16")  # where a 70B QLoRA runs
     took = time.monotonic() - started
     assert took < 60, f"70B estimate took {took:.0f}s"
     # 69B parameters at 4 bits with constants, embeddings and head in fp32: about 35-37 GB of weights
