@@ -160,11 +160,13 @@ def estimate(shape: ModelShape, *, batch: int, seq_len: int, trainable: int, ada
              ranks_per_layer: int = 0, dora_outputs_per_layer: int = 0, bits: int | None = None,
              double_quant: bool = True, optimizer: str = "adamw", checkpointing: bool = False,
              precision: str = "fp32", device: str = "cpu", lean_loss: bool = True, label_share: float = 1.0,
-             tokens: int | None = None, peak_gflops: float | None = None) -> Estimate:
+             tokens: int | None = None, peak_gflops: float | None = None, flop_tokens: int | None = None) -> Estimate:
     """Peak memory by part and time per step for one micro-batch of `batch` rows of `seq_len` tokens.
 
     `tokens` overrides batch x seq_len where fewer are really computed (padding-free rows, a shared
-    prefix); `label_share` is the share of positions that are trained (all of them by default)."""
+    prefix); `label_share` is the share of positions that are trained (all of them by default);
+    `flop_tokens`, when given, are the tokens an average step computes (the time), where `tokens` are
+    the most a step holds (the memory)."""
     tokens = tokens if tokens is not None else batch * seq_len
     label_tokens = max(int(round(tokens * label_share)), 1)
     compute = BYTES[precision] if device == "cuda" or precision == "fp32" else 4  # CPU autocast keeps fp32 tensors too
@@ -182,7 +184,8 @@ def estimate(shape: ModelShape, *, batch: int, seq_len: int, trainable: int, ada
     else:
         parts["overhead"] = CPU_PROCESS_BASE + (BITSANDBYTES_IMPORT if bits else 0) \
             + int(ALLOCATOR_SLACK * sum(parts.values()))
-    flops = step_flops(shape, tokens, label_tokens, seq_len, 0, adapter_params, checkpointing)
+    work = flop_tokens or tokens
+    flops = step_flops(shape, work, max(int(round(work * label_share)), 1), seq_len, 0, adapter_params, checkpointing)
     result = Estimate(parts=parts, step_flops=flops, tokens=tokens, peak_gflops=peak_gflops)
     if peak_gflops:
         result.step_s = flops / (peak_gflops * 1e9 * SUSTAINED_SHARE)
@@ -222,7 +225,8 @@ def job_inputs(spec, counts: dict | None = None) -> tuple[dict, ModelShape]:
 
 def estimate_job(spec, counts: dict | None = None, *, device: str | None = None, precision: str | None = None,
                  checkpointing: bool | None = None, seq_len: int | None = None, tokens: int | None = None,
-                 label_share: float = 1.0, peak_gflops: float | None = None, inputs=None) -> Estimate:
+                 label_share: float = 1.0, peak_gflops: float | None = None, inputs=None,
+                 flop_tokens: int | None = None) -> Estimate:
     """The estimate for a validated spec, from config.json alone. Without `seq_len` every row is taken
     to fill data.max_length (the worst case); the trainer passes the real longest row."""
     from core.runtime.device import pick_device, pick_precision
@@ -241,7 +245,7 @@ def estimate_job(spec, counts: dict | None = None, *, device: str | None = None,
         adapter_params=counts["all"] - counts["total"], ranks_per_layer=ranks, dora_outputs_per_layer=dora_out,
         bits=bits, double_quant=double_quant, optimizer=job_optimizer(spec), checkpointing=checkpointing,
         precision=precision, device=device, lean_loss=getattr(spec.runtime, "lean_loss", True),
-        label_share=label_share, tokens=tokens, peak_gflops=peak_gflops,
+        label_share=label_share, tokens=tokens, peak_gflops=peak_gflops, flop_tokens=flop_tokens,
     )
 
 

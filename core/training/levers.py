@@ -48,11 +48,16 @@ def free_memory(device: str) -> int | None:
 
 def data_shape(dataset, batch: int) -> dict:
     """Longest row, mean row and trained share of the encoded rows: what the prediction is made for."""
-    lengths = [len(ids) for ids in dataset["input_ids"]]
+    rows = dataset["input_ids"]
+    lengths = [len(ids) for ids in rows]
     labels = dataset["labels"] if "labels" in dataset.column_names else None
     trained = sum(sum(1 for x in row if x != -100) for row in labels) if labels is not None else sum(lengths)
     longest = max(lengths) if lengths else 1
-    return {"longest": longest, "mean": sum(lengths) / max(len(lengths), 1),
+    # tokens every row starts with (a template's system prompt), computed once per batch by the shared prefix
+    common = 0
+    while rows and common < min(lengths) and all(r[common] == rows[0][common] for r in rows):
+        common += 1
+    return {"longest": longest, "mean": sum(lengths) / max(len(lengths), 1), "common": common,
             "label_share": trained / max(sum(lengths), 1), "batch": batch}
 
 
@@ -78,7 +83,9 @@ def choose(spec, device: str, precision: str, dataset) -> Levers:
     lean = rt.lean_loss and spec.method not in KEEPS_OWN_LOSS
     shared = rt.shared_prefix and lean and not checkpointing and spec.data.batching == "padded"
     peak = matmul_peak(device, precision)
-    est = estimate_job(spec, checkpointing=checkpointing, peak_gflops=peak, **common)
+    prefix = shape["common"] if shared and t.batch_size > 1 else 0
+    work = round(prefix + t.batch_size * (shape["mean"] - prefix))  # what an average step computes
+    est = estimate_job(spec, checkpointing=checkpointing, peak_gflops=peak, flop_tokens=work, **common)
     prediction = {
         "peak_mb": round(est.total / 2**20, 1),
         "parts_mb": {k: round(v / 2**20, 1) for k, v in est.parts.items()},
