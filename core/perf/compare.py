@@ -60,7 +60,8 @@ def run_side_by_side(spec, workspace: Path, against: str, repeats: int) -> int:
     threads = torch.get_num_threads()
     try:
         peer.ensure_venv(lambda m: print(m, file=sys.stderr))
-        work = Path(tempfile.mkdtemp(prefix="side-by-side-", dir=workspace if workspace.exists() else None))
+        workspace.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="side-by-side-", dir=workspace))
         registry = peer.write_data(work / "data")
         job = ours_job(spec, registry)
         peer.peer_config(job, Path("."), work / "data", work, precision)  # refuse an unmappable job before any run
