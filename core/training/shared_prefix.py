@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 # Below this many shared tokens the second forward call costs more than it saves (each call runs
-# 30 layers of small matmuls); measured on the bundled model, 24 shared tokens of 52 saved ~40%.
+# 30 layers of small matmuls); measured on the bundled model, 24 shared tokens of 52 saved 30% of the CPU time.
 MIN_PREFIX = 8
 
 
