@@ -72,7 +72,7 @@ def train(run: RunFolder) -> str:
     import torch
     from trl import SFTConfig, SFTTrainer
 
-    from core.methods import METHODS, TrainPlan, hook
+    from core.methods import METHODS, TrainPlan
     from core.models.loading import load_base_model, load_tokenizer
     from core.runtime.device import pick_device, pick_precision
     from core.spec import load_spec
@@ -82,7 +82,7 @@ def train(run: RunFolder) -> str:
     method = METHODS[spec.method]
 
     def call(name, *args):
-        return hook(spec.method, name)(*args)
+        return getattr(method, name)(*args)
 
     device = pick_device(spec.runtime.device)
     precision = pick_precision(spec.runtime.precision, device)
@@ -100,11 +100,11 @@ def train(run: RunFolder) -> str:
         eval_dataset = pack_dataset(eval_dataset, spec.data.max_length, "bfd") if eval_dataset is not None else None
     print(f"[workbench] {len(dataset)} training samples, {len(eval_dataset or [])} eval samples", flush=True)
     t = spec.train
-    plan = TrainPlan(total_steps=planned_steps(len(dataset), t), device=device, precision=precision)
+    plan = TrainPlan(total_steps=planned_steps(len(dataset), t))
     eval_steps = spec.data.eval_steps or max(plan.total_steps // 10, 1)
     model = load_base_model(spec, device, **call("load_kwargs", spec, device))
     model = call("prepare_model", spec, model)
-    peft_config = method.peft_config(spec, model, plan)
+    peft_config = call("peft_config", spec, model, plan)
 
     args = SFTConfig(
         output_dir=str(run.checkpoints_dir),
