@@ -92,7 +92,8 @@ def check(spec) -> list[tuple[str, str]]:
                                               "AdaLoRA can only prune, so lower it or raise adalora.init_r"))
     steps = spec.train.max_steps  # with epochs instead, the step count is known only once the data is read
     if steps and p.tinit + p.tfinal >= steps:
-        problems.append(("adalora.tfinal", _no_room(p, steps) + " (train.max_steps)"))
+        field = "adalora.tfinal" if p.tfinal else "adalora.tinit"  # the one that was set
+        problems.append((field, _no_room(p, steps) + " (train.max_steps)"))
     return problems
 
 
