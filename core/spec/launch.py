@@ -34,8 +34,14 @@ def _model_problems(spec: JobSpec) -> list[tuple[str, str]]:
 
 def _data_problems(spec: JobSpec) -> list[tuple[str, str]]:
     """Read every dataset now, so bad data is refused before a run folder exists, naming each bad line."""
+    from core.data.registry import DatasetError, read_registry
     from core.data.source import check_datasets
 
+    if spec.data.registry:
+        try:
+            read_registry(spec.data.registry)
+        except DatasetError as err:  # every name would fail for this one reason: say it once, at its field
+            return [("data.registry", str(err))]
     return [("data.dataset", "\n".join(report.lines()))
             for report in check_datasets(spec.data.dataset, spec.data.registry) if not report.usable]
 

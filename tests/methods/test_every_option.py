@@ -4,6 +4,9 @@ before launch with the field named.
 
 OPTIONS below holds, per option, the values tried and what must happen; the first test fails when a method
 reads an option that has no entry, or when an entry leaves a choice (or either side of a switch) untried.
+A method's own sections are tried with every method that reads them. The sections every job has (model,
+data, train, runtime) reach the trainer the same way whatever the method, so they are tried once, with
+LoRA: their effect is on the base the trainer loads, the rows it trains on and the Trainer's arguments.
 Models are built the way the trainer builds them (load_kwargs, prepare_model, peft_config, after_wrap), in
 this process and without training; one in-process optimiser step where only a step shows the effect; and
 one real run through the trainer for LongLoRA with PiSSA and LoRA+.
@@ -24,11 +27,12 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from core.methods import METHODS, TrainPlan
-from core.models.loading import load_base_model
+from core.models.loading import load_base_model, load_tokenizer
 from core.runs import runner
 from core.runtime.device import cpu_has_native_bf16
 from core.spec import SpecError, check_launch, spec_from_dict
-from core.spec.schema import spec_fields
+from core.spec.schema import fixed_sections, spec_fields
+from core.training.trainer import build_datasets, pick_runtime, planned_steps, training_args
 from tests.helpers import tiny_job, wait_for_end
 
 LR = 1e-2
@@ -66,10 +70,23 @@ class Job:
     def assert_refused(self, field: str, **sections) -> None:
         assert field in self.refusal(**sections), (self.method, sections, self.refusal(**sections))
 
+    def parse(self, **sections):
+        """The spec, after checking that nothing refuses the job."""
+        assert self.refusal(**sections) == {}, (self.method, sections, self.refusal(**sections))
+        return spec_from_dict(tiny_job(self.model_dir, method=self.method, **sections))
+
+    def trainer_inputs(self, **sections):
+        """What the trainer hands the Trainer for this job: its rows (train, eval) and its arguments."""
+        spec = self.parse(**sections)
+        train, held_out = build_datasets(spec, load_tokenizer(spec.model.path))
+        device, precision = pick_runtime(spec)
+        args = training_args(spec, self.tmp_path / "checkpoints", device, precision,
+                             planned_steps(len(train), spec.train), held_out is not None)
+        return SimpleNamespace(spec=spec, train=train, eval=held_out, args=args)
+
     def build(self, **sections):
         """(spec, wrapped model), after checking that nothing refuses the job."""
-        assert self.refusal(**sections) == {}, (self.method, sections)
-        spec = spec_from_dict(tiny_job(self.model_dir, method=self.method, **sections))
+        spec = self.parse(**sections)
         torch.manual_seed(0)
         model = load_base_model(spec, "cpu", **self.hooks.load_kwargs(spec, "cpu"))
         model = self.hooks.prepare_model(spec, model)
@@ -399,6 +416,154 @@ def vera_targets(job: Job, toggles):
     assert leaves == set().union(*(LEAVES[t] for t in toggles))
 
 
+# ---------------------------------------------------------------- model, data, train, runtime (every method)
+
+MISSING = "/nonexistent/path"  # a value that parses but names nothing on this machine
+
+
+def write_samples(path, word: str, count: int = 5):
+    """A small alpaca file whose every answer holds `word`."""
+    path.write_text("".join(json.dumps({"instruction": f"Question {i}?", "output": f"The {word} number {i}."}) + "\n"
+                            for i in range(count)))
+    return path
+
+
+def decoded(job: Job, rows) -> str:
+    tokenizer = AutoTokenizer.from_pretrained(job.model_dir)
+    return "\n".join(tokenizer.decode(row["input_ids"]) for row in rows)
+
+
+def model_path(job: Job, value):
+    if value == MISSING:
+        return job.assert_refused("model.path", model={"path": value})
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig.from_pretrained(job.model_dir)
+    config.num_hidden_layers = 3
+    LlamaForCausalLM(config).save_pretrained(job.tmp_path / "other")
+    AutoTokenizer.from_pretrained(job.model_dir).save_pretrained(job.tmp_path / "other")
+    _, model = job.build(model={"path": str(job.tmp_path / "other")})
+    assert len(model.base_model.model.model.layers) == 3
+
+
+def data_dataset(job: Job, value):
+    if value == MISSING:
+        return job.assert_refused("data.dataset", data={"dataset": value})
+    path = write_samples(job.tmp_path / "own.jsonl", "zebra")
+    inputs = job.trainer_inputs(data={"dataset": str(path), "max_samples": 0})
+    assert len(inputs.train) == 5 and decoded(job, inputs.train).count("zebra") == 5
+
+
+def data_registry(job: Job, value):
+    if value == MISSING:
+        return job.assert_refused("data.registry", data={"registry": value})
+    write_samples(job.tmp_path / "mine.jsonl", "walrus", 3)
+    (job.tmp_path / "registry.json").write_text(json.dumps({"mine": {"file_name": "mine.jsonl"}}))
+    inputs = job.trainer_inputs(data={"dataset": "mine", "registry": str(job.tmp_path / "registry.json"),
+                                      "max_samples": 0})
+    assert len(inputs.train) == 3 and "walrus" in decoded(job, inputs.train)
+
+
+def data_placeholder(field: str):
+    def check(job: Job, value):
+        assert value not in decoded(job, job.trainer_inputs().train)  # the identity data's default is another
+        assert value in decoded(job, job.trainer_inputs(data={field: value}).train)
+
+    return check
+
+
+def data_max_samples(job: Job, count):
+    assert len(job.trainer_inputs(data={"max_samples": count}).train) == count
+
+
+def data_max_length(job: Job, length):
+    longest = max(len(row["input_ids"]) for row in job.trainer_inputs(data={"max_length": 128}).train)
+    inputs = job.trainer_inputs(data={"max_length": length})
+    assert longest > length >= max(len(row["input_ids"]) for row in inputs.train)  # rows were cut to it
+    assert inputs.args.max_length == length
+
+
+def data_train_on_prompt(job: Job, on):
+    rows = job.trainer_inputs(data={"train_on_prompt": on}).train
+    masked = sum(label == -100 for row in rows for label in row["labels"])
+    assert (masked == 0) if on else masked > len(rows) * 10  # off: every prompt token is masked
+
+
+def data_eval_split(job: Job, share):
+    inputs = job.trainer_inputs(data={"eval_split": share})
+    assert (len(inputs.train), len(inputs.eval)) == (16 - round(16 * share), round(16 * share))
+    assert inputs.args.eval_strategy == "steps"
+
+
+def data_eval_steps(job: Job, steps):
+    assert job.trainer_inputs(data={"eval_split": 0.25, "eval_steps": steps}).args.eval_steps == steps
+
+
+def data_batching(job: Job, kind):
+    inputs = job.trainer_inputs(data={"batching": kind, "max_length": 256})
+    assert inputs.args.padding_free is (kind != "padded")
+    assert inputs.args.max_length == (256 if kind == "padded" else None)  # padded batches are cut by the Trainer
+    if kind == "packed":  # several samples per row of at most max_length, each sample's length kept
+        assert len(inputs.train) < 16 and all(len(row["input_ids"]) <= 256 for row in inputs.train)
+        assert sum(len(row["seq_lengths"]) for row in inputs.train) == 16
+    else:
+        assert len(inputs.train) == 16
+
+
+def train_arg(field: str, arg: str, expect=lambda value: value):
+    """A train.* field that reaches the Trainer's arguments as `arg`."""
+    def check(job: Job, value):
+        got = getattr(job.trainer_inputs(train={field: value}).args, arg)
+        assert getattr(got, "value", got) == expect(value), (arg, got)
+
+    return check
+
+
+def train_epochs(job: Job, epochs):
+    inputs = job.trainer_inputs(train={"epochs": epochs, "max_steps": 0})
+    assert inputs.args.num_train_epochs == epochs and inputs.args.max_steps == -1
+    assert planned_steps(len(inputs.train), inputs.spec.train) == epochs * 16 / 4  # 16 samples in batches of 4
+
+
+def train_batch_size(job: Job, size):
+    args = job.trainer_inputs(train={"batch_size": size}).args
+    assert args.per_device_train_batch_size == args.per_device_eval_batch_size == size
+
+
+def train_save_steps(job: Job, steps):
+    args = job.trainer_inputs(train={"save_steps": steps}).args
+    assert (args.save_strategy.value, args.save_steps) == (("steps", steps) if steps else ("no", 500))
+
+
+def train_seed(job: Job, seed):
+    inputs = job.trainer_inputs(train={"seed": seed}, data={"max_samples": 5})
+    assert inputs.args.seed == inputs.args.data_seed == seed
+    other = job.trainer_inputs(data={"max_samples": 5})  # seed 42 draws another subset
+    assert decoded(job, inputs.train) != decoded(job, other.train)
+
+
+def runtime_device(job: Job, device):
+    if device == "cuda" and not torch.cuda.is_available():
+        return job.assert_refused("runtime.device", runtime={"device": device})
+    args = job.trainer_inputs(runtime={"device": device}).args
+    assert args.use_cpu is (device == "cpu" or (device == "auto" and not torch.cuda.is_available()))
+
+
+def runtime_precision(job: Job, precision):
+    args = job.trainer_inputs(runtime={"precision": precision}).args
+    chosen = precision if precision != "auto" else ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert (args.bf16, args.fp16) == (chosen == "bf16", chosen == "fp16")
+
+
+def runtime_threads(job: Job, threads):
+    before = torch.get_num_threads()
+    try:
+        job.trainer_inputs(runtime={"threads": threads})
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+
+
 # ---------------------------------------------------------------- the table
 
 @dataclass
@@ -444,22 +609,60 @@ OPTIONS: dict[str, Option] = {
     "vera.save_projection": Option([True, False], vera_save_projection),
     "vera.dropout": Option([0.25], vera_dropout),
     "vera.targets": Option(TOGGLE_VALUES, vera_targets),
+    "model.path": Option(["a second tiny model", MISSING], model_path),
+    "data.dataset": Option(["a file of its own", MISSING], data_dataset),
+    "data.registry": Option(["a registry of its own", MISSING], data_registry),
+    "data.name": Option(["Zed"], data_placeholder("name")),
+    "data.author": Option(["Acme Labs"], data_placeholder("author")),
+    "data.max_samples": Option([5], data_max_samples),
+    "data.max_length": Option([48], data_max_length),
+    "data.train_on_prompt": Option([True, False], data_train_on_prompt),
+    "data.eval_split": Option([0.25], data_eval_split),
+    "data.eval_steps": Option([3], data_eval_steps),
+    "data.batching": Option(["padded", "padding_free", "packed"], data_batching),
+    "train.epochs": Option([2.0], train_epochs),
+    "train.max_steps": Option([7], train_arg("max_steps", "max_steps")),
+    "train.learning_rate": Option([3e-4], train_arg("learning_rate", "learning_rate")),
+    "train.batch_size": Option([2], train_batch_size),
+    "train.grad_accum": Option([3], train_arg("grad_accum", "gradient_accumulation_steps")),
+    "train.weight_decay": Option([0.01], train_arg("weight_decay", "weight_decay")),
+    "train.warmup_steps": Option([2], train_arg("warmup_steps", "warmup_steps")),
+    "train.lr_scheduler": Option(["cosine", "linear", "constant", "constant_with_warmup"],
+                                 train_arg("lr_scheduler", "lr_scheduler_type")),
+    "train.max_grad_norm": Option([0.5, 0.0], train_arg("max_grad_norm", "max_grad_norm", lambda v: v or None)),
+    "train.group_by_length": Option([True, False], train_arg("group_by_length", "train_sampling_strategy",
+                                                             lambda on: "group_by_length" if on else "random")),
+    "train.gradient_checkpointing": Option([True, False], train_arg("gradient_checkpointing", "gradient_checkpointing")),
+    "train.logging_steps": Option([2], train_arg("logging_steps", "logging_steps")),
+    "train.save_steps": Option([3, 0], train_save_steps),
+    "train.seed": Option([7], train_seed),
+    "runtime.device": Option(["auto", "cpu", "cuda"], runtime_device),
+    "runtime.precision": Option(["auto", "bf16", "fp16", "fp32"], runtime_precision),
+    "runtime.threads": Option([3], runtime_threads),
 }
 
 
-def method_options() -> dict[str, Any]:
-    """Every option a method reads (outside the fixed model/data/train/runtime sections): dotted -> field."""
-    return {f"{section}.{f.name}": f for method in METHODS.values() for section, cls in method.SECTIONS.items()
-            for f in spec_fields(cls)}
+def read_options() -> dict[str, Any]:
+    """Every option some method reads, its own sections' and the fixed ones: dotted -> field."""
+    sections = {**fixed_sections(), **{name: cls for m in METHODS.values() for name, cls in m.SECTIONS.items()}}
+    return {f"{name}.{f.name}": f for name, cls in sections.items() for f in spec_fields(cls)}
 
 
-CASES = [(method, f"{section}.{f.name}", i) for method, m in METHODS.items() for section, cls in m.SECTIONS.items()
-         for f in spec_fields(cls) for i in range(len(OPTIONS[f"{section}.{f.name}"].values))
-         if f"{section}.{f.name}" in OPTIONS]
+def cases() -> list[tuple[str, str, int]]:
+    """(method, option, value index): a method's own sections with each method that reads them, the fixed
+    sections once (with LoRA)."""
+    pairs = [(method, f"{name}.{f.name}") for method, m in METHODS.items() for name, cls in m.SECTIONS.items()
+             for f in spec_fields(cls)]
+    pairs += [("lora", f"{name}.{f.name}") for name, cls in fixed_sections().items() for f in spec_fields(cls)]
+    return [(method, dotted, i) for method, dotted in pairs if dotted in OPTIONS
+            for i in range(len(OPTIONS[dotted].values))]
+
+
+CASES = cases()
 
 
 def test_every_option_of_every_method_has_an_expectation():
-    fields = method_options()
+    fields = read_options()
     assert set(fields) - set(OPTIONS) == set(), "options nobody checks: add them to OPTIONS"
     assert set(OPTIONS) - set(fields) == set(), "OPTIONS checks options no method reads any more"
     for dotted, f in fields.items():
