@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from core.spec.schema import JobSpec, fixed_sections, method_choices, section_types, spec_fields
+from core.spec.schema import JobSpec, method_choices, section_types, spec_fields, used_sections
 
 
 class SpecError(ValueError):
@@ -110,7 +110,7 @@ def spec_from_dict(data: dict[str, Any] | None) -> JobSpec:
         used = set(types)  # the method is unknown: check every section, so its other problems show too
     else:
         spec.method = method
-        used = set(fixed_sections()) | set(METHODS[method].SECTIONS)
+        used = set(used_sections(method))
 
     for section_name, values in data.items():
         if section_name not in types:
