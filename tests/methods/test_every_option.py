@@ -128,8 +128,8 @@ def lora_layers(model) -> list:
     return [m for m in model.modules() if isinstance(m, LoraLayer)]
 
 
-def adapted_leaves(model, kind=LoraLayer) -> set[str]:
-    return {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, kind)}
+def adapted_leaves(model) -> set[str]:
+    return {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, LoraLayer)}
 
 
 def trainable(model, part: str) -> list[torch.nn.Parameter]:
