@@ -16,15 +16,24 @@ def _job_args(parser: argparse.ArgumentParser, workspace: bool = True) -> None:
         parser.add_argument("--workspace", type=Path, default=None, help="where runs are written (default: ./workspace)")
 
 
-def _load_job(args):
-    """The validated spec from JOB and --set, or None after printing every problem with its field."""
-    from core.spec import SpecError, load_spec
+def _load_job(args, launch: bool = False):
+    """The parsed spec from JOB and --set, or None after printing every problem with its field.
+
+    With `launch`, the job is about to start: the launch checks (model, data, device, the method's
+    backend) run too. Whatever parsing ignored (another method's section) is printed as a note.
+    """
+    from core.spec import SpecError, check_launch, load_spec
 
     try:
-        return load_spec(args.job, args.overrides)
+        spec = load_spec(args.job, args.overrides)
+        for note in spec.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if launch:
+            check_launch(spec)
     except SpecError as err:
         print(f"error: invalid job:\n{err}", file=sys.stderr)
         return None
+    return spec
 
 
 def _workspace(args) -> Path:
@@ -36,7 +45,7 @@ def cmd_train(args) -> int:
 
     from core.runs import runner
 
-    spec = _load_job(args)
+    spec = _load_job(args, launch=True)
     if spec is None:
         return 2
     try:
@@ -73,7 +82,7 @@ def cmd_serve(args) -> int:
 def cmd_bench(args) -> int:
     from core.perf.bench import run_benchmark
 
-    spec = _load_job(args)
+    spec = _load_job(args, launch=True)
     return 2 if spec is None else run_benchmark(spec, _workspace(args))
 
 

@@ -5,7 +5,7 @@ import copy
 import time
 
 from core.spec import spec_from_dict
-from core.spec.validate import merge
+from core.spec.parse import merge
 
 # The smallest job that still exercises the real trainer end to end: 16 identity samples,
 # 4 steps of 4 samples (exactly one epoch), a rank-4 adapter on every linear layer.

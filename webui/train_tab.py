@@ -17,7 +17,7 @@ from core.models.params import ParamCountError, count_parameters
 from core.paths import PRESETS_DIR
 from core.runs import runner
 from core.runs.folder import ACTIVE_STATES, RunFolder, active_run, list_runs
-from core.spec import BUNDLED_MODEL, JobSpec, SpecError, load_spec, spec_from_dict
+from core.spec import BUNDLED_MODEL, JobSpec, SpecError, check_launch, load_spec, spec_from_dict
 from webui import i18n
 from webui.charts import PANELS, has_ranks, ranks_figure, training_figure
 from webui.form import JobForm
@@ -162,6 +162,7 @@ def build_train_tab(workspace: Path, lang: str = "en"):
     def on_start(state, lang_now, method_name, *values):
         try:
             spec = spec_from_dict(form.to_dict(method_name, list(values)))
+            check_launch(spec)  # model, data, device and the method's backend: only when starting
         except SpecError as err:
             lines = "\n".join(f"- `{k}`: {m}" if k else f"- {m}" for k, m in err.problems)
             return state, f"**{i18n.text('invalid', lang_now)}**\n\n{lines}"

@@ -42,12 +42,12 @@ def load_run_model(run: RunFolder, device: str = "cpu", dtype=None):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.methods import hook
+    from core.methods import METHODS
     from core.models.source import resolve_model
     from core.spec import load_spec
 
-    spec = load_spec(str(run.job))
-    kwargs = {"dtype": dtype or base_dtype(device), **hook(spec.method, "inference_kwargs")(spec)}
+    spec = load_spec(str(run.job))  # parsed only: the run's dataset, device and hub need not be there now
+    kwargs = {"dtype": dtype or base_dtype(device), **METHODS[spec.method].inference_kwargs(spec)}
     base = AutoModelForCausalLM.from_pretrained(resolve_model(spec.model.path, convert=True), **kwargs).to(device)
     model = PeftModel.from_pretrained(base, str(run.adapter_dir)).eval()
     # The trainer saved the tokenizer it trained with (chat template included) beside the adapter.

@@ -49,3 +49,25 @@ def test_bad_job_is_refused_before_any_run_folder(workspace, tmp_path, job_text,
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
     assert not (workspace / "runs").exists()
+
+
+def test_bench_runs_the_launch_checks_before_measuring(workspace, tmp_path):
+    job = tmp_path / "job.yaml"
+    job.write_text("model:\n  path: /nonexistent/model-folder\n")
+    result = subprocess.run([sys.executable, "app.py", "bench", str(job), "--workspace", str(workspace)],
+                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "model.path: model folder not found" in result.stderr, result.stderr
+    assert not (workspace / "runs").exists()
+
+
+def test_params_opens_a_job_that_could_not_start_here_and_notes_what_it_ignored(tiny_model_dir, tmp_path):
+    # An old run's job.yaml: another method's section, a dataset that is gone, a GPU this machine may lack.
+    job = tiny_job(tiny_model_dir, data={"dataset": str(tmp_path / "deleted.jsonl")}, runtime={"device": "cuda"},
+                   vera={"r": 64, "a_field_since_renamed": 1})
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(job))
+    result = subprocess.run([sys.executable, "app.py", "params", str(path)], cwd=PROJECT_ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "note: ignored section 'vera': method lora does not read it" in result.stderr
+    assert "trainable params:" in result.stdout

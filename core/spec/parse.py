@@ -1,4 +1,9 @@
-"""Build a JobSpec from plain data (YAML, CLI overrides, UI form) and check it.
+"""Parse a job: plain data (YAML, CLI overrides, UI form) into a JobSpec.
+
+Parsing checks keys, types, bounds and each method's own rules on its fields, and nothing outside
+the spec: no file, device or library is looked at. So a run's job.yaml opens wherever the run is
+read (chat, export, the Train tab attaching, `params`, the trainer), even when its dataset is gone
+or its device is absent; what needs the world is checked at Start (launch.py).
 
 Every problem names the dotted field it belongs to and what would be allowed,
 and all problems are reported together so the user fixes them in one go.
@@ -11,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from core.spec.schema import JobSpec, method_choices, section_types, spec_fields
+from core.spec.schema import JobSpec, method_choices, section_types, spec_fields, used_sections
 
 
 class SpecError(ValueError):
@@ -86,7 +91,14 @@ def _check_bounds(value: Any, f: dataclasses.Field) -> str | None:
 
 
 def spec_from_dict(data: dict[str, Any] | None) -> JobSpec:
-    """Build and validate a spec from nested plain data; unknown keys are errors."""
+    """Parse nested plain data into a spec; raise SpecError naming every problem.
+
+    Sections of methods other than the picked one are ignored with a note in `spec.notes` (an old
+    job.yaml held every method's sections; a form sends them all); any other unknown section or key
+    is an error.
+    """
+    from core.methods import METHODS
+
     data = dict(data or {})
     problems: list[tuple[str, str]] = []
     spec = JobSpec()
@@ -95,12 +107,17 @@ def spec_from_dict(data: dict[str, Any] | None) -> JobSpec:
     method = data.pop("method", spec.method)
     if method not in method_choices():
         problems.append(("method", f"{method!r} is not one of: {', '.join(method_choices())}"))
+        used = set(types)  # the method is unknown: check every section, so its other problems show too
     else:
         spec.method = method
+        used = set(used_sections(method))
 
     for section_name, values in data.items():
         if section_name not in types:
             problems.append((section_name, "unknown section" + _suggest(section_name, list(types) + ["method"])))
+            continue
+        if section_name not in used:
+            spec.notes.append(f"ignored section '{section_name}': method {spec.method} does not read it")
             continue
         if values is None:
             continue
@@ -121,18 +138,23 @@ def spec_from_dict(data: dict[str, Any] | None) -> JobSpec:
                 continue
             setattr(section, key, value)
 
-    problems.extend(_bounds_problems(spec))
-    # Checks of the outside world (model folder, device) run even when fields are wrong, so the
-    # user sees every problem at once; fields that failed above still hold their defaults here.
-    problems.extend(_cross_field_problems(spec, skip={key for key, _ in problems}))
+    problems.extend(_bounds_problems(spec, used))
+    if spec.method == method:
+        # The method's own rules run even when fields are wrong, so the user sees every problem at once;
+        # a field reported above holds its default here, and is not reported twice.
+        reported = {key for key, _ in problems}
+        _reset_fields(spec, reported)
+        problems.extend(_first_per_field(METHODS[method].check(spec), reported))
     if problems:
         raise SpecError(problems)
     return spec
 
 
-def _bounds_problems(spec: JobSpec) -> list[tuple[str, str]]:
+def _bounds_problems(spec: JobSpec, sections: set[str]) -> list[tuple[str, str]]:
     problems = []
     for section_name, section in spec.sections.items():
+        if section_name not in sections:
+            continue
         for f in spec_fields(type(section)):
             msg = _check_bounds(getattr(section, f.name), f)
             if msg:
@@ -140,40 +162,23 @@ def _bounds_problems(spec: JobSpec) -> list[tuple[str, str]]:
     return problems
 
 
-def _cross_field_problems(spec: JobSpec, skip: set[str]) -> list[tuple[str, str]]:
-    """Checks that involve more than one field, or the world outside the spec (files, devices).
-
-    `skip` holds fields already reported, so a bad value is not reported twice.
-    """
-    from core.methods import hook
-    from core.models.source import ModelSourceError, resolve_model
-
-    problems: list[tuple[str, str]] = []
-    if "model.path" not in skip:
-        try:
-            resolve_model(spec.model.path)
-        except ModelSourceError as err:
-            problems.append(("model.path", str(err)))
-    if "data.dataset" not in skip and "data.registry" not in skip:
-        problems.extend(_data_problems(spec))
-    if spec.runtime.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            problems.append(("runtime.device", "cuda was asked for but no CUDA GPU is visible; use auto or cpu"))
-    problems.extend(p for p in hook(spec.method, "check")(spec) if p[0] not in skip)
-    return problems
+def _reset_fields(spec: JobSpec, dotted: set[str]) -> None:
+    """Put the named fields back to their defaults (on a spec that is about to be refused anyway)."""
+    fresh = JobSpec()
+    for name in dotted:
+        section, _, key = name.partition(".")
+        if key and section in spec.sections and hasattr(spec.sections[section], key):
+            setattr(spec.sections[section], key, getattr(fresh.sections[section], key))
 
 
-def _data_problems(spec: JobSpec) -> list[tuple[str, str]]:
-    """Read every dataset now, so bad data is refused before a run folder exists, naming each bad line."""
-    from core.data.source import check_datasets
-
-    problems = []
-    for report in check_datasets(spec.data.dataset, spec.data.registry):
-        if not report.usable:
-            problems.append(("data.dataset", "\n".join(report.lines())))
-    return problems
+def _first_per_field(problems: list[tuple[str, str]], reported: set[str]) -> list[tuple[str, str]]:
+    """Problems whose field has none yet (a method and its base may both refuse the same field)."""
+    kept = []
+    for key, message in problems:
+        if key not in reported:
+            reported.add(key)
+            kept.append((key, message))
+    return kept
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
