@@ -19,7 +19,7 @@ def build_app(workspace: Path, lang: str = "en") -> gr.Blocks:
         with gr.Row():
             gr.Markdown(**i18n.props("title", lang))
             language = gr.Radio(choices=[(v, k) for k, v in i18n.LANGUAGES.items()], value=lang,
-                                label="Language / 语言", elem_id="language")
+                                **i18n.props("language", lang))
         page = PageLanguage(lang, language)
         with gr.Tabs():
             with gr.Tab(id="train", **i18n.props("tab-train", lang)):
@@ -40,7 +40,7 @@ def build_app(workspace: Path, lang: str = "en") -> gr.Blocks:
             demo.load(*pick, show_progress="hidden")
         demo.unload(end_session)  # a closed page ends its chat worker
         # Count after the load has put the attached run's job (if any) into the form.
-        demo.load(*train["load"]).then(*train["count"], show_progress="hidden")
+        demo.load(*train["load"], show_progress="hidden").then(*train["count"], show_progress="hidden")
     return demo
 
 

@@ -110,7 +110,8 @@ def build_chat_tab(workspace: Path, page: PageLanguage) -> dict:
         client_for(request, workspace).unload()
         return [["chat.unloaded"]]
 
-    def on_send(text, choice, system_prompt, compare_on, base_hist, tuned_hist, *option_values, request: gr.Request):
+    # The request comes first: Gradio hands it over by position, which the option values after it would shift.
+    def on_send(request: gr.Request, text, choice, system_prompt, compare_on, base_hist, tuned_hist, *option_values):
         client = client_for(request, workspace)
         if not text or not text.strip():
             yield gr.skip(), gr.skip(), gr.skip(), [], gr.skip()

@@ -24,6 +24,12 @@ def run_choices(workspace: Path) -> list[tuple[str, str]]:
     return [(run.run_id, str(run.path)) for run in usable_runs(workspace)]
 
 
+def stage_text(status: dict, lang: str) -> str:
+    """The export's stage in `lang`; the worker's English words when the locale has no entry for it."""
+    key = f"export.stage.{status.get('stage_key') or status.get('stage')}"
+    return i18n.text(key, lang, **(status.get("stage_values") or {})) if i18n.has_text(key) else status.get("stage") or ""
+
+
 def progress_html(job_path: str | None, lang: str) -> str:
     if not job_path:
         return f"<div id='export-progress' data-state='idle'>{html.escape(i18n.text('export.idle', lang))}</div>"
@@ -31,7 +37,7 @@ def progress_html(job_path: str | None, lang: str) -> str:
     status = job.status()
     state, percent = status["state"], 100 * (status.get("progress") or 0)
     body = html.escape(i18n.text("export.line", lang, state=i18n.text(f"export.state.{state}", lang),
-                                 stage=status.get("stage") or "", percent=f"{percent:.0f}"))
+                                 stage=stage_text(status, lang), percent=f"{percent:.0f}"))
     if state == "failed" and status.get("error"):
         err = status["error"]
         body += f"<div class='export-error'><b>{html.escape(str(err.get('kind')))}</b>: {html.escape(str(err.get('message')))}</div>"

@@ -32,6 +32,10 @@ def text(key: str, lang: str = "en", **values) -> str:
     return found.format(**values) if values else found
 
 
+def has_text(key: str) -> bool:
+    return key in _locale("en").get("ui", {})
+
+
 def has_element(elem_id: str | None) -> bool:
     return bool(elem_id) and elem_id in _locale("en").get("elements", {})
 

@@ -36,7 +36,7 @@ class PageLanguage:
     def wire(self, demo: gr.Blocks) -> None:
         """Connect the switch to every labelled component of `demo` and every renderer; call once, last."""
         labelled = [block for block in demo.blocks.values()
-                    if block is not self.language and (block.elem_id in FIELD_IDS or i18n.has_element(block.elem_id))]
+                    if block.elem_id in FIELD_IDS or i18n.has_element(block.elem_id)]
         inputs = [component for _, ins, _ in self.renderers for component in ins]
         outputs = [component for _, _, outs in self.renderers for component in outs]
 

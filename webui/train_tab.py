@@ -159,16 +159,17 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
             return [gr.skip()] * (1 + len(form.inputs)) + [[f"**{html.escape(name)}**: {html.escape(str(err))}"]]
         return [spec.method, *form.values_from(spec), []]
 
-    def on_start(current, method_name, *values):
+    def on_start(current, lang_now, method_name, *values):
         try:
             spec = spec_from_dict(form.to_dict(method_name, list(values)))
         except SpecError as err:
-            return current, spec_problems(err)
+            return current, spec_problems(err), gr.skip()
         try:
             run = runner.start(spec, workspace)
         except runner.RunnerBusy as err:
-            return current, ["**", ["busy"], f"** {html.escape(str(err))}"]
-        return RunWatch.of(run), [["started", {"run": run.run_id}]]
+            return current, ["**", ["busy"], f"** {html.escape(str(err))}"], gr.skip()
+        # Show the new run at once, not the previous run's last state until the next tick.
+        return RunWatch.of(run), [["started", {"run": run.run_id}]], progress_html(run, run.status(), [], lang_now)
 
     def on_stop():
         run = active_run(workspace)
@@ -216,7 +217,7 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
     method_boxes = [form.section_boxes[s.name] for s in method_owned]
     method.change(on_method, [method, page.language], [explainer, *method_boxes])
     preset.change(on_preset, [preset], [method, *form.inputs, message])
-    start.click(on_start, [watch, method, *form.inputs], [watch, message])
+    start.click(on_start, [watch, page.language, method, *form.inputs], [watch, message, progress])
     stop.click(on_stop, None, [message])
     count_inputs = [page.language, method, *(form.components[k] for k in count_keys)]
     # always_last: typing a rank fires a change per keystroke; only the newest value is worth counting.

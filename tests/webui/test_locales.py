@@ -11,6 +11,7 @@ import yaml
 
 from core.chat.options import GenerationOptions
 from core.export.options import ExportOptions
+from core.export.worker import STAGES
 from core.options import declared_fields
 from core.runs.folder import ACTIVE_STATES, FINAL_STATES
 from core.spec import section_types
@@ -46,10 +47,12 @@ def test_every_declared_field_has_a_chinese_label_and_help():
 def test_every_message_key_the_code_uses_exists():
     source = "\n".join(p.read_text(encoding="utf-8") for p in WEBUI.glob("*.py"))
     # i18n.text("key", ...) calls, and message parts ["key"] or ["key", {values}] (not subscripts d["key"])
-    used = set(re.findall(r'i18n\.text\("([\w.]+)"', source)) | set(re.findall(r'(?<![\w\])])\["([a-z_]+(?:\.[a-z_]+)*)"(?:\]|, \{)', source))
+    used = set(re.findall(r'i18n\.text\("([\w.]+)"', source))
+    used |= set(re.findall(r'(?<![\w\])])\["([a-z_]+(?:\.[a-z_]+)*)"(?:\]|, \{)', source))
     used |= {f"state.{s}" for s in (*ACTIVE_STATES, *FINAL_STATES)}
     used |= {f"export.state.{s}" for s in ("queued", "running", "completed", "failed", "cancelled")}
     used |= {f"data.warn.{code}" for code in ("cut", "nothing_trained", "stop_not_trained")}
+    used |= {f"export.stage.{key}" for key in (*STAGES, "queued")}
     assert len(used) > 40 and sorted(k for k in used if k not in LOCALES["en"]["ui"]) == []
 
 
@@ -60,7 +63,7 @@ def test_every_worded_component_of_the_page_finds_its_text_by_id(tmp_path):
     worded = (gr.Button, gr.UploadButton, gr.Textbox, gr.Dropdown, gr.Checkbox, gr.CheckboxGroup, gr.Number,
               gr.Accordion, gr.Tab, gr.Plot, gr.Chatbot)
     gaps = [f"{type(b).__name__}#{b.elem_id}" for b in demo.blocks.values()
-            if isinstance(b, worded) and b.elem_id not in ("language", "data-prev", "data-next")
+            if isinstance(b, worded) and b.elem_id not in ("data-prev", "data-next")
             and not i18n.has_element(b.elem_id) and b.elem_id not in FIELD_IDS]
     assert gaps == []
     assert {dotted for dotted, _ in FIELD_IDS.values()} == {dotted for dotted, _ in declared()}  # every field is drawn
