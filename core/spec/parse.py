@@ -10,13 +10,12 @@ and all problems are reported together so the user fixes them in one go.
 """
 from __future__ import annotations
 
-import dataclasses
-import difflib
 from typing import Any
 
 import yaml
 
 from core.spec.schema import JobSpec, method_choices, section_types, spec_fields, used_sections
+from core.spec.values import bounds_problem, coerce, suggest
 
 
 class SpecError(ValueError):
@@ -25,69 +24,6 @@ class SpecError(ValueError):
     def __init__(self, problems: list[tuple[str, str]]):
         self.problems = problems
         super().__init__("\n".join(f"{key}: {msg}" if key else msg for key, msg in problems))
-
-
-def _suggest(word: str, options) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-# Field annotations are strings (postponed evaluation); these are the ones the schema uses.
-_FIELD_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list[str]": list}
-
-
-def _coerce(value: Any, f: dataclasses.Field) -> Any:
-    """Turn a YAML/CLI/UI value into the field's type, or raise ValueError naming what was expected."""
-    target = _FIELD_TYPES[f.type] if isinstance(f.type, str) else f.type
-    if target is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-            return value.lower() in ("true", "yes", "on", "1")
-        raise ValueError(f"expected true or false, got {value!r}")
-    if target is int:
-        if isinstance(value, bool):
-            raise ValueError(f"expected a whole number, got {value!r}")
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        try:
-            return int(str(value).strip())
-        except ValueError:
-            raise ValueError(f"expected a whole number, got {value!r}") from None
-    if target is float:
-        if isinstance(value, bool):
-            raise ValueError(f"expected a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"expected a number, got {value!r}") from None
-    if target is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"expected a list, got {value!r}")
-        return [str(v) for v in value]
-    if value is None:
-        return ""
-    if isinstance(value, (dict, list)):
-        raise ValueError(f"expected text, got {type(value).__name__}")
-    return str(value)
-
-
-def _check_bounds(value: Any, f: dataclasses.Field) -> str | None:
-    meta = f.metadata
-    lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if lo is not None and value < lo:
-            return f"{value} is below the minimum {lo}" + (f" (allowed: {lo} to {hi})" if hi is not None else "")
-        if hi is not None and value > hi:
-            return f"{value} is above the maximum {hi}" + (f" (allowed: {lo} to {hi})" if lo is not None else "")
-    if choices:
-        items = value if isinstance(value, list) else [value]
-        bad = [v for v in items if v not in choices]
-        if bad:
-            return f"{bad[0]!r} is not one of: {', '.join(map(str, choices))}"
-    return None
 
 
 def spec_from_dict(data: dict[str, Any] | None) -> JobSpec:
@@ -114,7 +50,7 @@ def spec_from_dict(data: dict[str, Any] | None) -> JobSpec:
 
     for section_name, values in data.items():
         if section_name not in types:
-            problems.append((section_name, "unknown section" + _suggest(section_name, list(types) + ["method"])))
+            problems.append((section_name, "unknown section" + suggest(section_name, list(types) + ["method"])))
             continue
         if section_name not in used:
             spec.notes.append(f"ignored section '{section_name}': method {spec.method} does not read it")
@@ -129,10 +65,10 @@ def spec_from_dict(data: dict[str, Any] | None) -> JobSpec:
         for key, raw in values.items():
             dotted = f"{section_name}.{key}"
             if key not in fields:
-                problems.append((dotted, "unknown key" + _suggest(key, fields)))
+                problems.append((dotted, "unknown key" + suggest(key, fields)))
                 continue
             try:
-                value = _coerce(raw, fields[key])
+                value = coerce(raw, fields[key])
             except ValueError as err:
                 problems.append((dotted, str(err)))
                 continue
@@ -156,7 +92,7 @@ def _bounds_problems(spec: JobSpec, sections: set[str]) -> list[tuple[str, str]]
         if section_name not in sections:
             continue
         for f in spec_fields(type(section)):
-            msg = _check_bounds(getattr(section, f.name), f)
+            msg = bounds_problem(getattr(section, f.name), f)
             if msg:
                 problems.append((f"{section_name}.{f.name}", msg))
     return problems

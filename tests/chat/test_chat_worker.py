@@ -9,6 +9,7 @@ import psutil
 import pytest
 
 from core.chat.client import ChatClient, ChatWorkerError
+from core.chat.options import GenerationOptions
 from tests.helpers import train_tiny_run
 
 QUESTION = [{"role": "user", "content": "Who are you?"}]
@@ -101,3 +102,14 @@ def test_a_crashed_worker_is_reported_and_a_new_one_loads(client, lora_run):
         answer(client, True)
     client.load(run=str(lora_run.path))
     assert answer(client, True)["tokens"] > 0
+
+
+def test_defaults_are_greedy_and_a_bad_option_is_named(client, tiny_model_dir):
+    client.load(base=str(tiny_model_dir))
+    # No params: the worker's defaults are GenerationOptions', greedy, so the seed cannot change the answer.
+    first = answer(client, adapter=False, params={"seed": 1})
+    assert answer(client, adapter=False, params={"seed": 2})["token_ids"] == first["token_ids"]
+    assert first["tokens"] <= GenerationOptions().max_new_tokens
+    with pytest.raises(ChatWorkerError, match=r"temperature: -1.0 is below the minimum 0.0"):
+        answer(client, adapter=False, params={"temperature": -1})
+    assert answer(client, adapter=False, params={"max_new_tokens": 3})["tokens"] <= 3  # and it keeps serving

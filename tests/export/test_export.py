@@ -132,7 +132,7 @@ def test_bad_inputs_are_refused_before_anything_is_written(runs, tmp_path, tiny_
         export_job.start(ExportOptions(run=str(good.path), out=str(taken)), ws)
     assert (taken / "keep.txt").read_text() == "mine"
 
-    with pytest.raises(ExportError, match="shard size"):
+    with pytest.raises(ExportError, match="shard_size: 'big' is not a size"):
         export_job.start(ExportOptions(run=str(good.path), out=str(tmp_path / "a"), shard_size="big"), ws)
     assert not (tmp_path / "a").exists()
 
@@ -173,4 +173,15 @@ def test_cli_export_and_its_errors(runs, tmp_path):
     assert "max |logit difference|" in ok.stderr
     bad = subprocess.run(cli + [run.run_id, "--out", str(tmp_path / "cli")], cwd=PROJECT_ROOT,
                          capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "not empty" in bad.stderr
+    assert bad.returncode == 2 and "--out: the output folder" in bad.stderr and "not empty" in bad.stderr
+
+
+def test_cli_export_without_out_writes_the_default_folder(runs):
+    ws, by_method = runs
+    run = by_method["lora"]
+    cli = [sys.executable, "app.py", "export", run.run_id, "--workspace", str(ws), "--shard-size", "5MB"]
+    done = subprocess.run(cli, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = Path(done.stdout.strip().splitlines()[-1])
+    assert out == ws / "exports" / f"{run.run_id}-merged" and (out / "model.safetensors.index.json").is_file()
+    assert not [line for line in (done.stdout + done.stderr).splitlines() if "warn" in line.lower()]
