@@ -128,8 +128,7 @@ def main(argv: list[str]) -> int:
         return 1
     except BaseException as err:  # report every failure, then exit non-zero
         traceback.print_exc()
-        job.write_status(state="failed", ended_at=time.time(),
-                         error={"kind": type(err).__name__, "message": str(err)[:2000]})
+        job.mark_failed(err)
         return 1
     finally:
         if tmp is not None:
