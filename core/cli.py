@@ -44,6 +44,9 @@ def cmd_train(args) -> int:
     except runner.RunnerBusy as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
+    except runner.LaunchError as err:  # the run folder says failed, with this reason
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     bar = tqdm(total=0, unit="step", desc=run.run_id, file=sys.stderr, mininterval=1.0)
 
     def tick(status):
@@ -112,6 +115,7 @@ def cmd_export(args) -> int:
     from core.export import job as export_job
     from core.export.options import ExportOptions
     from core.runs.folder import runs_dir
+    from core.runs.launch import LaunchError
 
     workspace = _workspace(args)
     run = Path(args.run)
@@ -124,6 +128,9 @@ def cmd_export(args) -> int:
     except ValueError as err:  # ExportError and RunNotReady: bad input, nothing was started
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except LaunchError as err:  # the export process could not start; the job folder says failed
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     bar = tqdm(total=100, file=sys.stderr, bar_format="{percentage:3.0f}%|{bar}| {desc}")
 
     def tick(status):
