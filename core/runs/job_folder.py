@@ -42,26 +42,6 @@ def file_lock(path: Path):
         yield
 
 
-def merge_status(folder: Path, status_file: Path, read, changes: dict) -> dict:
-    """Merge `changes` into a status file that two processes write (a launcher and its worker).
-    The read-modify-write holds a lock in `folder`: otherwise one could undo the other's change."""
-    with file_lock(folder / ".status.lock"):
-        status = {**read(), **changes}
-        write_atomic(status_file, json.dumps(status, indent=1))
-    return status
-
-
-def poll_until_final(read_status, final_states, on_tick=None, poll_s: float = 0.5) -> dict:
-    """Re-read a status until its state is final; `on_tick(status)` sees every reading."""
-    while True:
-        status = read_status()
-        if on_tick:
-            on_tick(status)
-        if status["state"] in final_states:
-            return status
-        time.sleep(poll_s)
-
-
 def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -115,8 +95,12 @@ class JobFolder:
             return dict(self.EMPTY_STATUS)
 
     def write_status(self, **changes) -> dict:
-        """Merge `changes` into status.json; the launcher and the worker both write it."""
-        return merge_status(self.path, self.status_file, self.raw_status, changes)
+        """Merge `changes` into status.json. The launcher and the worker both write it, so the
+        read-modify-write holds the folder's status lock: otherwise one could undo the other's change."""
+        with file_lock(self.path / ".status.lock"):
+            status = {**self.raw_status(), **changes}
+            write_atomic(self.status_file, json.dumps(status, indent=1))
+        return status
 
     def status(self) -> dict:
         """The status as written, except that a job whose process died without saying so reads as failed."""
@@ -159,4 +143,10 @@ class JobFolder:
 
     def wait(self, on_tick=None, poll_s: float = 0.5) -> dict:
         """Block until the job's state is final; `on_tick(status)` sees every reading."""
-        return poll_until_final(self.status, self.FINAL_STATES, on_tick, poll_s)
+        while True:
+            status = self.status()
+            if on_tick:
+                on_tick(status)
+            if status["state"] in self.FINAL_STATES:
+                return status
+            time.sleep(poll_s)
