@@ -89,8 +89,10 @@ def quickstart_run(tmp_path_factory):
     from core.paths import PROJECT_ROOT
 
     workspace = tmp_path_factory.mktemp("quickstart-ws")
-    result = subprocess.run([sys.executable, "app.py", "train", "presets/quickstart.yaml", "--workspace", str(workspace)],
-                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    yield SimpleNamespace(result=result, workspace=workspace, run=Path(result.stdout.strip().splitlines()[-1]))
-    kill_leftover_trainers(workspace)
+    try:
+        result = subprocess.run([sys.executable, "app.py", "train", "presets/quickstart.yaml", "--workspace",
+                                 str(workspace)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+        yield SimpleNamespace(result=result, workspace=workspace, run=Path(result.stdout.strip().splitlines()[-1]))
+    finally:
+        kill_leftover_trainers(workspace)  # a timed-out command leaves its detached trainer running
