@@ -51,25 +51,29 @@ def tiny_model_dir(tmp_path_factory):
     return folder
 
 
+class TinyRuns(dict):
+    """method -> a finished run of the tiny job with that method's matrix settings at learning rate 2e-2
+    (high enough to change the tiny model's greedy answer), trained the first time a test asks for it.
+    Shared by every test of the session, so tests only read a run (copy it to change it)."""
+
+    def __init__(self, workspace, model_dir):
+        super().__init__()
+        self.workspace, self.model_dir = workspace, model_dir
+
+    def spec(self, method: str):
+        return tiny_spec(self.model_dir, method=method, train={"learning_rate": 2e-2}, **METHOD_MATRIX[method])
+
+    def __missing__(self, method: str):
+        self[method] = train_spec(self.workspace, self.spec(method))
+        return self[method]
+
+
 @pytest.fixture(scope="session")
 def tiny_runs(tiny_model_dir, tmp_path_factory):
-    """tiny_runs(method) -> a finished run of the tiny job with that method's matrix settings at
-    learning rate 2e-2 (high enough to change the tiny model's greedy answer); tiny_runs.spec(method)
-    is its spec and tiny_runs.workspace the workspace the runs live in. Each is trained the first time
-    a test asks for it and shared for the rest of the session, so tests only read it (copy to change)."""
-    workspace = tmp_path_factory.mktemp("tiny-runs")
-    trained = {}
-
-    def run_for(method: str):
-        if method not in trained:
-            trained[method] = train_spec(workspace, run_for.spec(method))
-        return trained[method]
-
-    run_for.workspace = workspace
-    run_for.spec = lambda method: tiny_spec(tiny_model_dir, method=method, train={"learning_rate": 2e-2},
-                                            **METHOD_MATRIX[method])
-    yield run_for
-    kill_leftover_trainers(workspace)
+    """tiny_runs[method]: the session's shared tiny run of that method (see TinyRuns)."""
+    runs = TinyRuns(tmp_path_factory.mktemp("tiny-runs"), tiny_model_dir)
+    yield runs
+    kill_leftover_trainers(runs.workspace)
 
 
 @pytest.fixture

@@ -104,6 +104,11 @@ def publishable(folder: Path) -> None:
         os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
 
 
+def discard(partial: Path | None) -> None:
+    if partial is not None:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m core.export.worker EXPORT_JOB_FOLDER", file=sys.stderr)
@@ -123,16 +128,15 @@ def main(argv: list[str]) -> int:
         os.replace(tmp, out)
         tmp = None
     except Cancelled:
+        discard(tmp)  # first: whoever reads the verdict must find nothing left behind
         job.write_status(state="cancelled", ended_at=time.time(), stage="cancelled")
         print("[export] cancelled; nothing was written", flush=True)
         return 1
     except BaseException as err:  # report every failure, then exit non-zero
         traceback.print_exc()
+        discard(tmp)
         job.mark_failed(err)
         return 1
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     job.write_status(state="completed", ended_at=time.time(), stage="done", progress=1.0, result=result)
     print(f"[export] completed: {out}", flush=True)
     return 0

@@ -16,7 +16,7 @@ GREEDY = {"temperature": 0, "max_new_tokens": 12, "repetition_penalty": 1.0}
 
 @pytest.fixture(scope="module")
 def lora_run(tiny_runs):
-    return tiny_runs("lora")  # trained at lr 2e-2, shared with the export tests
+    return tiny_runs["lora"]  # trained at lr 2e-2, shared with the export tests
 
 
 @pytest.fixture

@@ -27,10 +27,11 @@ from tests.helpers import greedy_reference, wait_until
 METHODS = ["lora", "dora", "qlora", "adalora", "longlora"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def runs(tiny_runs):
-    """The session's shared tiny runs (tests/conftest.py): the method matrix test reads the same ones."""
-    return tiny_runs.workspace, {m: tiny_runs(m) for m in METHODS}
+    """The workspace and the session's shared tiny runs by method, each trained when first read
+    (tests/conftest.py): the method matrix and chat tests read the same ones."""
+    return tiny_runs.workspace, tiny_runs
 
 
 def export(ws, run, out, **options):

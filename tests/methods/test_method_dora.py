@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 
 def test_dora_trains_saves_reloads_and_moves_its_magnitudes(tiny_model_dir, tiny_runs):
-    run = tiny_runs("dora")  # the session's shared DoRA run: query and value, lr 2e-2 (tests/conftest.py)
+    run = tiny_runs["dora"]  # the session's shared DoRA run: query and value, lr 2e-2 (tests/conftest.py)
     assert run.status()["state"] == "completed", run.log_tail(3000)
 
     weights = load_file(run.adapter_dir / "adapter_model.safetensors")

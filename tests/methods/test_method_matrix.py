@@ -23,7 +23,7 @@ def test_every_registered_method_has_a_matrix_entry():
 
 @pytest.mark.parametrize("method", sorted(MATRIX))
 def test_method_trains_saves_reloads_and_generates(method, tiny_model_dir, tiny_runs):
-    run = tiny_runs(method)  # trained through the real trainer once per session; the export tests read it too
+    run = tiny_runs[method]  # trained through the real trainer once per session; the export tests read it too
     status = run.status()
     assert status["state"] == "completed", run.log_tail(3000)
     assert status["step"] == status["total_steps"] == TINY_JOB["train"]["max_steps"]

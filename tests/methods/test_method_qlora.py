@@ -31,7 +31,7 @@ def test_qlora_trains_over_bitsandbytes_layers_and_reloads(bits, kind, tiny_mode
     spec = tiny_spec(tiny_model_dir, method="qlora", quant={"bits": bits})
     # The session's shared QLoRA run (tests/conftest.py) has the default 4 bits: train only the others.
     shared = tiny_runs.spec("qlora").quant.bits == bits
-    run = tiny_runs("qlora") if shared else train_spec(workspace, spec)
+    run = tiny_runs["qlora"] if shared else train_spec(workspace, spec)
     assert run.status()["state"] == "completed", run.log_tail(3000)
     # Printed by the trainer process itself, after loading and after PEFT wrapped the model.
     assert logged(run, "quantised base") == f"{{'{kind}': {ADAPTED_TINY}}}"
@@ -92,7 +92,7 @@ def test_qdora_puts_magnitude_vectors_over_4bit_layers_and_trains_them(tiny_mode
             initial[name.split("base_model.model.", 1)[1]] = w.norm(dim=1)
 
     assert tiny_runs.spec("qdora").lora.targets == ["query", "value"]
-    run = tiny_runs("qdora")  # the session's shared QDoRA run: the same targets (at lr 2e-2)
+    run = tiny_runs["qdora"]  # the session's shared QDoRA run: the same targets (at lr 2e-2)
     assert run.status()["state"] == "completed", run.log_tail(3000)
     assert logged(run, "adapters over quantised layers") == "{'Linear4bit': 4}"
     saved = {k: v for k, v in load_file(run.adapter_dir / "adapter_model.safetensors").items() if "magnitude" in k}
