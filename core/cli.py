@@ -61,6 +61,9 @@ def cmd_train(args) -> int:
     except runner.RunnerBusy as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
+    except runner.LaunchError as err:  # the run folder says failed, with this reason
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     bar = tqdm(total=0, unit="step", desc=run.run_id, file=sys.stderr, mininterval=1.0)
 
     def tick(status):
@@ -132,6 +135,7 @@ def cmd_export(args) -> int:
     from core.export.options import ExportError, ExportOptions, resolve
     from core.option_flags import flag_name, options_from_flags
     from core.options import OptionsError
+    from core.runs.launch import LaunchError
 
     try:
         options = resolve(options_from_flags(ExportOptions, args, positional=EXPORT_POSITIONAL), args.workspace)
@@ -146,6 +150,9 @@ def cmd_export(args) -> int:
     except ValueError as err:  # RunNotReady: the run cannot be exported; nothing was started
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except LaunchError as err:  # the export process could not start; the job folder says failed
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     bar = tqdm(total=100, file=sys.stderr, bar_format="{percentage:3.0f}%|{bar}| {desc}")
 
     def tick(status):

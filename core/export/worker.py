@@ -123,6 +123,11 @@ def publishable(folder: Path) -> None:
         os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
 
 
+def discard(partial: Path | None) -> None:
+    if partial is not None:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m core.export.worker EXPORT_JOB_FOLDER", file=sys.stderr)
@@ -141,18 +146,15 @@ def main(argv: list[str]) -> int:
             out.rmdir()  # checked empty before launch; rmdir refuses if something appeared since
         os.replace(tmp, out)
         tmp = None
-    except BaseException as err:  # report every failure (a cancel too), then exit non-zero
-        # The partial folder goes before the final state is written: whoever waits for that state may
-        # look at the destination at once, and must find nothing there.
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(err, Cancelled):
-            job.write_status(state="cancelled", ended_at=time.time(), **stage_fields("cancelled"))
-            print("[export] cancelled; nothing was written", flush=True)
-        else:
-            traceback.print_exc()
-            job.write_status(state="failed", ended_at=time.time(),
-                             error={"kind": type(err).__name__, "message": str(err)[:2000]})
+    except Cancelled:
+        discard(tmp)  # first: whoever reads the verdict must find nothing left behind
+        job.write_status(state="cancelled", ended_at=time.time(), **stage_fields("cancelled"))
+        print("[export] cancelled; nothing was written", flush=True)
+        return 1
+    except BaseException as err:  # report every failure, then exit non-zero
+        traceback.print_exc()
+        discard(tmp)
+        job.mark_failed(err)
         return 1
     job.write_status(state="completed", ended_at=time.time(), progress=1.0, result=result, **stage_fields("done"))
     print(f"[export] completed: {out}", flush=True)

@@ -111,6 +111,9 @@ def run_benchmark(spec, workspace: Path) -> int:
     except runner.RunnerBusy as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
+    except runner.LaunchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(f"launched {run.path}; waiting for the run to end...", file=sys.stderr)
     first_seen = None
     # Other work on the machine skews every figure; the load average shows whether there was any.

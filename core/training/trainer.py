@@ -188,7 +188,7 @@ def main(argv: list[str]) -> int:
         final = train(run)
     except BaseException as err:  # report every failure, KeyboardInterrupt included, then re-raise nothing
         traceback.print_exc()
-        run.write_status(state="failed", ended_at=time.time(), error={"kind": type(err).__name__, "message": str(err)[:2000]})
+        run.mark_failed(err)
         return 1
     run.write_status(state=final, ended_at=time.time())
     print(f"[workbench] {final}: adapter saved to {run.adapter_dir}", flush=True)

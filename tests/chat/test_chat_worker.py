@@ -10,15 +10,14 @@ import pytest
 
 from core.chat.client import ChatClient, ChatWorkerError
 from core.chat.options import GenerationOptions
-from tests.helpers import train_tiny_run
 
 QUESTION = [{"role": "user", "content": "Who are you?"}]
 GREEDY = {"temperature": 0, "max_new_tokens": 12, "repetition_penalty": 1.0}
 
 
 @pytest.fixture(scope="module")
-def lora_run(tiny_model_dir, tmp_path_factory):
-    return train_tiny_run(tmp_path_factory.mktemp("chat-ws"), tiny_model_dir, train={"learning_rate": 2e-2})
+def lora_run(tiny_runs):
+    return tiny_runs["lora"]  # trained at lr 2e-2, shared with the export tests
 
 
 @pytest.fixture

@@ -20,19 +20,18 @@ from core.export.options import ExportError, ExportOptions
 from core.models.adapter import RunNotReady, load_run_model
 from core.paths import PROJECT_ROOT
 from core.runs.folder import RunFolder
-from tests.helpers import METHOD_MATRIX as MATRIX
-from tests.helpers import greedy_reference, train_tiny_run, wait_until
+from tests.helpers import greedy_reference, wait_until
 
-# The merge check per method; each trains with the method matrix's small settings (QLoRA's base is
-# reloaded unquantised for the merge, LongLoRA's with its RoPE stretch).
+# The merge check per method; each run has the method matrix's small settings at lr 2e-2 (QLoRA's base
+# is reloaded unquantised for the merge, LongLoRA's with its RoPE stretch).
 METHODS = ["lora", "dora", "qlora", "adalora", "longlora"]
 
 
-@pytest.fixture(scope="module")
-def runs(tiny_model_dir, tmp_path_factory):
-    ws = tmp_path_factory.mktemp("export-ws")
-    return ws, {m: train_tiny_run(ws, tiny_model_dir, method=m, train={"learning_rate": 2e-2}, **MATRIX[m])
-                for m in METHODS}
+@pytest.fixture
+def runs(tiny_runs):
+    """The workspace and the session's shared tiny runs by method, each trained when first read
+    (tests/conftest.py): the method matrix and chat tests read the same ones."""
+    return tiny_runs.workspace, tiny_runs
 
 
 def export(ws, run, out, **options):

@@ -13,10 +13,9 @@ from transformers import AutoModelForCausalLM
 
 from core.methods import METHODS, qlora
 from core.models.loading import load_base_model, load_tokenizer
-from core.runs import runner
 from core.runtime.device import cpu_has_native_bf16
 from core.spec import SpecError
-from tests.helpers import tiny_job, tiny_spec, wait_for_end
+from tests.helpers import tiny_job, tiny_spec, train_spec
 
 ADAPTED_TINY = 2 * 7  # 2 layers x (q, k, v, o, gate, up, down)
 
@@ -28,11 +27,12 @@ def logged(run, label: str) -> str:
 
 
 @pytest.mark.parametrize("bits,kind", [(4, "Linear4bit"), (8, "Linear8bitLt")])
-def test_qlora_trains_over_bitsandbytes_layers_and_reloads(bits, kind, tiny_model_dir, workspace):
+def test_qlora_trains_over_bitsandbytes_layers_and_reloads(bits, kind, tiny_model_dir, workspace, tiny_runs):
     spec = tiny_spec(tiny_model_dir, method="qlora", quant={"bits": bits})
-    run = runner.start(spec, workspace)
-    status = wait_for_end(run)
-    assert status["state"] == "completed", run.log_tail(3000)
+    # The session's shared QLoRA run (tests/conftest.py) has the default 4 bits: train only the others.
+    shared = tiny_runs.spec("qlora").quant.bits == bits
+    run = tiny_runs["qlora"] if shared else train_spec(workspace, spec)
+    assert run.status()["state"] == "completed", run.log_tail(3000)
     # Printed by the trainer process itself, after loading and after PEFT wrapped the model.
     assert logged(run, "quantised base") == f"{{'{kind}': {ADAPTED_TINY}}}"
     assert logged(run, "adapters over quantised layers") == f"{{'{kind}': {ADAPTED_TINY}}}"
@@ -76,7 +76,7 @@ def test_trl_casts_adapters_to_bf16_and_after_wrap_takes_them_back(tiny_model_di
     assert all(b.weight.quant_state.quant_type == "nf4" for b in bases)
 
 
-def test_qdora_puts_magnitude_vectors_over_4bit_layers_and_trains_them(tiny_model_dir, workspace):
+def test_qdora_puts_magnitude_vectors_over_4bit_layers_and_trains_them(tiny_model_dir, tiny_runs):
     import bitsandbytes as bnb
     from bitsandbytes.functional import dequantize_4bit
 
@@ -92,9 +92,9 @@ def test_qdora_puts_magnitude_vectors_over_4bit_layers_and_trains_them(tiny_mode
             assert torch.allclose(m.lora_magnitude_vector["default"].weight, w.norm(dim=1), atol=1e-4)
             initial[name.split("base_model.model.", 1)[1]] = w.norm(dim=1)
 
-    run = runner.start(tiny_spec(tiny_model_dir, method="qdora", **sections), workspace)
-    status = wait_for_end(run)
-    assert status["state"] == "completed", run.log_tail(3000)
+    assert tiny_runs.spec("qdora").lora.targets == ["query", "value"]
+    run = tiny_runs["qdora"]  # the session's shared QDoRA run: the same targets (at lr 2e-2)
+    assert run.status()["state"] == "completed", run.log_tail(3000)
     assert logged(run, "adapters over quantised layers") == "{'Linear4bit': 4}"
     saved = {k: v for k, v in load_file(run.adapter_dir / "adapter_model.safetensors").items() if "magnitude" in k}
     assert len(saved) == 4
