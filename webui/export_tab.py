@@ -14,6 +14,7 @@ import gradio as gr
 from core.export import job as export_job
 from core.export.options import ExportError, ExportOptions, resolve
 from core.options import OptionsError, build_options
+from core.runs.launch import LaunchError
 from core.runs.views import pick_run, usable_runs
 from webui import i18n
 from webui.form import FieldForm, option_problems
@@ -52,7 +53,7 @@ def progress_html(job_path: str | None, lang: str) -> str:
             f"style='width:100%'></progress><div>{body}</div></div>")
 
 
-def refused(err: ValueError) -> list:
+def refused(err: Exception) -> list:
     """Why an export did not start, as message parts: the option at fault under its label when there is one."""
     if isinstance(err, OptionsError):
         return option_problems("export", err.problems)
@@ -94,7 +95,7 @@ def build_export_tab(workspace: Path, page: PageLanguage) -> dict:
         try:
             options = resolve(build_options(ExportOptions, form.group_values("export", list(values))), workspace)
             job = export_job.start(options, workspace)
-        except ValueError as err:  # OptionsError, ExportError, RunNotReady: nothing was started or written
+        except (ValueError, LaunchError) as err:  # OptionsError, ExportError, RunNotReady; or no process could start
             return job_path, refused(err)
         return str(job.path), [["export.started", {"out": html.escape(job.options().out)}]]
 

@@ -169,6 +169,8 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
             run = runner.start(spec, workspace)
         except runner.RunnerBusy as err:
             return current, ["**", ["busy"], f"** {html.escape(str(err))}"], gr.skip()
+        except runner.LaunchError as err:  # the process could not be started; the run folder says failed
+            return current, ["**", ["launch_failed"], f"** {html.escape(str(err))}"], gr.skip()
         # Show the new run at once, not the previous run's last state until the next tick.
         return RunWatch.of(run), [["started", {"run": run.run_id}]], progress_html(run, run.status(), [], lang_now)
 
