@@ -8,17 +8,16 @@ import shutil
 import pytest
 
 from tests.browser.test_train_tab import STATE, set_field, wait_for
-from tests.helpers import train_tiny_run
 
 pytestmark = pytest.mark.browser
 
 PICKED = "() => document.querySelector('{} input').value"
 
 
-def test_a_finished_run_is_offered_first_and_send_loads_it(server, page, tmp_path, tiny_model_dir):
+def test_a_finished_run_is_offered_first_and_send_loads_it(server, page, tiny_runs, tiny_model_dir):
     url, workspace = server
-    # An older finished run, trained elsewhere and copied in: the pickers start on it.
-    older = train_tiny_run(tmp_path / "elsewhere", tiny_model_dir)
+    # An older finished run, trained elsewhere (the session's shared tiny run) and copied in: the pickers start on it.
+    older = tiny_runs["lora"]
     shutil.copytree(older.path, workspace / "runs" / older.run_id)
 
     page.goto(url)
