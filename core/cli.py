@@ -2,33 +2,50 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from core.paths import default_workspace
+from core.paths import WORKSPACE_ENV, default_workspace
+from core.runtime.quiet import keep_library_output_in
+
+EXPORT_POSITIONAL = ("run",)
+WORKSPACE_HELP = (f"where runs, uploads, exports, logs and converted models live "
+                  f"(default: ${WORKSPACE_ENV}, else ./workspace)")
 
 
-def _job_args(parser: argparse.ArgumentParser, workspace: bool = True) -> None:
+def _job_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job", help="job YAML file (e.g. presets/quickstart.yaml)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field, e.g. --set lora.r=16 (repeatable)")
-    if workspace:
-        parser.add_argument("--workspace", type=Path, default=None, help="where runs are written (default: ./workspace)")
 
 
-def _load_job(args):
-    """The validated spec from JOB and --set, or None after printing every problem with its field."""
-    from core.spec import SpecError, load_spec
+def _load_job(args, launch: bool = False):
+    """The parsed spec from JOB and --set, or None after printing every problem with its field.
+
+    With `launch`, the job is about to start: the launch checks (model, data, device, the method's
+    backend) run too. Whatever parsing ignored (another method's section) is printed as a note.
+    """
+    from core.spec import SpecError, check_launch, load_spec
 
     try:
-        return load_spec(args.job, args.overrides)
+        spec = load_spec(args.job, args.overrides)
+        for note in spec.notes:
+            print(f"note: {note}", file=sys.stderr)
+        if launch:
+            check_launch(spec)
     except SpecError as err:
         print(f"error: invalid job:\n{err}", file=sys.stderr)
         return None
+    return spec
 
 
-def _workspace(args) -> Path:
-    return (args.workspace or default_workspace()).resolve()
+def use_workspace(path: Path | None) -> Path:
+    """Decide the workspace once, for this process and every process it starts: runs, uploads, exports,
+    logs and converted models all live there (see core/paths.py)."""
+    workspace = (path or default_workspace()).expanduser().resolve()
+    os.environ[WORKSPACE_ENV] = str(workspace)
+    return workspace
 
 
 def cmd_train(args) -> int:
@@ -36,15 +53,18 @@ def cmd_train(args) -> int:
 
     from core.runs import runner
 
-    spec = _load_job(args)
+    spec = _load_job(args, launch=True)
     if spec is None:
         return 2
     _warn_if_too_big(spec)
     try:
-        run = runner.start(spec, _workspace(args))
+        run = runner.start(spec, args.workspace)
     except runner.RunnerBusy as err:
         print(f"error: {err}", file=sys.stderr)
         return 3
+    except runner.LaunchError as err:  # the run folder says failed, with this reason
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     bar = tqdm(total=0, unit="step", desc=run.run_id, file=sys.stderr, mininterval=1.0)
 
     def tick(status):
@@ -81,17 +101,17 @@ def _warn_if_too_big(spec) -> None:
 def cmd_serve(args) -> int:
     from webui.app import serve
 
-    serve(host=args.host, port=args.port, workspace=_workspace(args))
+    serve(host=args.host, port=args.port, workspace=args.workspace)
     return 0
 
 
 def cmd_bench(args) -> int:
     from core.perf.bench import run_benchmark
 
-    spec = _load_job(args)
+    spec = _load_job(args, launch=True)
     if spec is None:
         return 2
-    return run_benchmark(spec, _workspace(args), against=args.against, repeats=args.repeat, grid=args.grid)
+    return run_benchmark(spec, args.workspace, against=args.against, repeats=args.repeat, grid=args.grid)
 
 
 def cmd_params(args) -> int:
@@ -135,24 +155,33 @@ def cmd_data(args) -> int:
             print(f"  {line}")
         usable = usable and report.usable
     return 0 if usable else 1
+
+
 def cmd_export(args) -> int:
     from tqdm import tqdm
 
     from core.export import job as export_job
-    from core.export.options import ExportOptions
-    from core.runs.folder import runs_dir
+    from core.export.options import ExportError, ExportOptions, resolve
+    from core.option_flags import flag_name, options_from_flags
+    from core.options import OptionsError
+    from core.runs.launch import LaunchError
 
-    workspace = _workspace(args)
-    run = Path(args.run)
-    if not run.exists() and (runs_dir(workspace) / args.run).exists():
-        run = runs_dir(workspace) / args.run  # a run id from this workspace
-    options = ExportOptions(run=str(run), out=str(args.out), shard_size=args.shard_size, dtype=args.dtype,
-                            gguf=args.gguf, ollama=args.ollama, system=args.system)
     try:
-        job = export_job.start(options, workspace)
-    except ValueError as err:  # ExportError and RunNotReady: bad input, nothing was started
+        options = resolve(options_from_flags(ExportOptions, args, positional=EXPORT_POSITIONAL), args.workspace)
+        job = export_job.start(options, args.workspace)
+    except OptionsError as err:
+        print("error: " + "\n       ".join(f"{name}: {message}" for name, message in err.problems), file=sys.stderr)
+        return 2
+    except ExportError as err:
+        where = flag_name(err.option) if err.option and err.option not in EXPORT_POSITIONAL else err.option
+        print(f"error: {where}: {err.message}" if where else f"error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:  # RunNotReady: the run cannot be exported; nothing was started
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except LaunchError as err:  # the export process could not start; the job folder says failed
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     bar = tqdm(total=100, file=sys.stderr, bar_format="{percentage:3.0f}%|{bar}| {desc}")
 
     def tick(status):
@@ -180,43 +209,53 @@ def cmd_export(args) -> int:
     for item in result["gguf"]:
         print(f"{item['file']}: {item['size_mb']} MB, greedy answer "
               f"{'matches' if item['same_answer'] else 'differs from'} the merged model", file=sys.stderr)
-    print(options.out if Path(options.out).is_absolute() else Path(options.out).resolve())
+    print(job.options().out)
     return 0
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="app.py", description="LoRA Workbench")
+def build_parser() -> argparse.ArgumentParser:
+    from core.export.options import ExportOptions
+    from core.option_flags import add_option_flags
+
+    # --workspace is accepted before the command and after it, and means the same for every command.
+    # Below the command its default is "not given", so it does not undo a --workspace given before it.
+    workspace = argparse.ArgumentParser(add_help=False)
+    workspace.add_argument("--workspace", type=Path, default=argparse.SUPPRESS, help=WORKSPACE_HELP)
+    server = argparse.ArgumentParser(add_help=False)
+    server.add_argument("--host", default=argparse.SUPPRESS, help="address to serve on (default 127.0.0.1)")
+    server.add_argument("--port", type=int, default=argparse.SUPPRESS, help="port to serve on (default 7860)")
+
+    parser = argparse.ArgumentParser(prog="app.py", description="LoRA Workbench. Without a command it serves the web UI.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    parser.add_argument("--workspace", type=Path, default=None, help=WORKSPACE_HELP)
     sub = parser.add_subparsers(dest="command")
-    serve = sub.add_parser("serve", help="serve the web UI (the default)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=7860)
-    serve.add_argument("--workspace", type=Path, default=None)
-    _job_args(sub.add_parser("train", help="train a job in the foreground"))
-    bench = sub.add_parser("bench", help="measure throughput, memory and MFU for a job")
+    sub.add_parser("serve", parents=[server, workspace], help="serve the web UI (the default)")
+    _job_args(sub.add_parser("train", parents=[workspace], help="train a job in the foreground"))
+    bench = sub.add_parser("bench", parents=[workspace], help="measure throughput, memory and MFU for a job")
     _job_args(bench)
     bench.add_argument("--against", choices=["llamafactory"], default=None,
                        help="also run this other tool on the same job and data, side by side, and print the ratios")
     bench.add_argument("--repeat", type=int, default=2, help="pairs of runs for --against (default 2)")
     bench.add_argument("--grid", action="store_true",
                        help="tokens/s and peak memory at max length 128, 512, 2048 (packed) x batch 1, 8, 32")
-    _job_args(sub.add_parser("params", help="count trainable and total parameters without loading weights"),
-              workspace=False)
+    _job_args(sub.add_parser("params", parents=[workspace],
+                             help="count trainable and total parameters without loading weights"))
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
-    check = data.add_parser("check", help="validate a dataset and list every problem with its line")
+    check = data.add_parser("check", parents=[workspace], help="validate a dataset and list every problem with its line")
     check.add_argument("dataset", help="a file path, a registry name, or several separated by commas")
     check.add_argument("--registry", default="", help="dataset_info.json to resolve names (default: the bundled one)")
-    export = sub.add_parser("export", help="merge a run's adapter into its base and write a model folder")
-    export.add_argument("run", help="run folder, or a run id in the workspace")
-    export.add_argument("--out", required=True, type=Path, help="folder to create (must not exist, or be empty)")
-    export.add_argument("--shard-size", default="2GB", help="largest safetensors file, e.g. 500MB (default 2GB)")
-    export.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                        help="weights as saved (default float32)")
-    export.add_argument("--gguf", action="append", default=[], choices=["f16", "q8_0"],
-                        help="also write a GGUF file of this type (repeatable)")
-    export.add_argument("--ollama", action="store_true", help="also write an Ollama Modelfile")
-    export.add_argument("--system", default="", help="system prompt for the Modelfile (default: the template's)")
-    export.add_argument("--workspace", type=Path, default=None)
-    args = parser.parse_args(argv or ["serve"])
+    export = sub.add_parser("export", parents=[workspace],
+                            help="merge a run's adapter into its base and write a model folder")
+    add_option_flags(export, ExportOptions, positional=EXPORT_POSITIONAL)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    command = args.command or "serve"
+    args.workspace = use_workspace(args.workspace)
+    keep_library_output_in(args.workspace / "logs" / f"{command}.log")
     handlers = {"serve": cmd_serve, "train": cmd_train, "bench": cmd_bench, "params": cmd_params,
                 "data": cmd_data, "export": cmd_export}
-    return handlers[args.command or "serve"](args)
+    return handlers[command](args)

@@ -11,11 +11,17 @@ PRESETS_DIR = PROJECT_ROOT / "presets"
 SHARED_DIR = PROJECT_ROOT.parent / "shared"
 
 
+WORKSPACE_ENV = "LORA_WORKBENCH_WORKSPACE"
+MODELS_ENV = "LORA_WORKBENCH_MODELS"
+
+
 def default_workspace() -> Path:
-    """Runs and uploads go here unless --workspace or LORA_WORKBENCH_WORKSPACE says otherwise."""
-    return Path(os.environ.get("LORA_WORKBENCH_WORKSPACE", PROJECT_ROOT / "workspace")).resolve()
+    """Runs, uploads, exports, logs and converted models go here. `app.py --workspace DIR` sets
+    LORA_WORKBENCH_WORKSPACE for itself and every process it starts, so they all agree."""
+    return Path(os.environ.get(WORKSPACE_ENV, PROJECT_ROOT / "workspace")).resolve()
 
 
 def models_dir() -> Path:
-    """Converted models are shared by every workspace, so a test's fresh workspace does not convert again."""
-    return Path(os.environ.get("LORA_WORKBENCH_MODELS", PROJECT_ROOT / "workspace" / "models")).resolve()
+    """Where models are converted to: the workspace's models/ folder, unless LORA_WORKBENCH_MODELS names another."""
+    shared = os.environ.get(MODELS_ENV)
+    return Path(shared).resolve() if shared else default_workspace() / "models"

@@ -1,7 +1,12 @@
-"""Fixtures shared by the core tests: a tiny Llama built in the session, and a fresh workspace."""
+"""Fixtures shared by the tests: a tiny Llama built in the session, a fresh workspace, and the quickstart
+run on the bundled model trained once per session for every test that only needs it finished."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 # Nothing in the test suite may reach a network; trainer subprocesses inherit this too.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -10,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from tests.helpers import kill_leftover_trainers  # noqa: E402
+from tests.helpers import METHOD_MATRIX, kill_leftover_trainers, tiny_spec, train_spec  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -46,8 +51,52 @@ def tiny_model_dir(tmp_path_factory):
     return folder
 
 
+class TinyRuns(dict):
+    """method -> a finished run of the tiny job with that method's matrix settings at learning rate 2e-2
+    (high enough to change the tiny model's greedy answer), trained the first time a test asks for it.
+    Shared by every test of the session, so tests only read a run (copy it to change it)."""
+
+    def __init__(self, workspace, model_dir):
+        super().__init__()
+        self.workspace, self.model_dir = workspace, model_dir
+
+    def spec(self, method: str):
+        return tiny_spec(self.model_dir, method=method, train={"learning_rate": 2e-2}, **METHOD_MATRIX[method])
+
+    def __missing__(self, method: str):
+        self[method] = train_spec(self.workspace, self.spec(method))
+        return self[method]
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tiny_model_dir, tmp_path_factory):
+    """tiny_runs[method]: the session's shared tiny run of that method (see TinyRuns)."""
+    runs = TinyRuns(tmp_path_factory.mktemp("tiny-runs"), tiny_model_dir)
+    yield runs
+    kill_leftover_trainers(runs.workspace)
+
+
 @pytest.fixture
 def workspace(tmp_path):
     ws = tmp_path / "ws"
     yield ws
     kill_leftover_trainers(ws)
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory):
+    """`python app.py train presets/quickstart.yaml` on the bundled model, once per session (about two
+    minutes on 2 cores): the CLI acceptance test checks it and the browser chat test talks to it.
+
+    Yields result (the finished command), workspace and run (its folder). Shared: a test that would
+    change the run copies it first."""
+    from core.paths import PROJECT_ROOT
+
+    workspace = tmp_path_factory.mktemp("quickstart-ws")
+    try:
+        result = subprocess.run([sys.executable, "app.py", "train", "presets/quickstart.yaml", "--workspace",
+                                 str(workspace)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+        yield SimpleNamespace(result=result, workspace=workspace, run=Path(result.stdout.strip().splitlines()[-1]))
+    finally:
+        kill_leftover_trainers(workspace)  # a timed-out command leaves its detached trainer running

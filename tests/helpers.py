@@ -5,7 +5,7 @@ import copy
 import time
 
 from core.spec import spec_from_dict
-from core.spec.validate import merge
+from core.spec.parse import merge
 
 # The smallest job that still exercises the real trainer end to end: 16 identity samples,
 # 4 steps of 4 samples (exactly one epoch), a rank-4 adapter on every linear layer.
@@ -76,6 +76,15 @@ def wait_for_step(run, step: int, timeout_s: float = 120) -> dict:
     return wait_until(reached, timeout_s, f"step {step}")
 
 
+def dead_pid() -> int:
+    """A pid that names no process: a child that ran, ended and was reaped."""
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
 def kill_leftover_trainers(workspace) -> None:
     """Trainers run detached on purpose, so a failing test would leave one training; end each by its pid."""
     from core.runs.folder import list_runs
@@ -85,11 +94,11 @@ def kill_leftover_trainers(workspace) -> None:
             run.kill()
 
 
-def train_tiny_run(workspace, model_dir, method: str = "lora", **sections):
-    """Train the tiny job with `method` to completion and return its run folder (for chat and export tests)."""
+def train_spec(workspace, spec):
+    """Train `spec` through the runner to completion and return its run folder."""
     from core.runs import runner
 
-    run = runner.start(tiny_spec(model_dir, method=method, **sections), workspace)
+    run = runner.start(spec, workspace)
     status = wait_for_end(run)
     assert status["state"] == "completed", f"{status}\n{run.log_tail(3000)}"
     return run

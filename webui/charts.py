@@ -31,7 +31,7 @@ def training_figure(records: list[dict], titles: dict[str, str]) -> go.Figure:
                 fig.add_trace(go.Scatter(x=[p[0] for p in evals], y=[p[1] for p in evals], mode="lines+markers",
                                          name=titles.get("chart.eval_loss", "eval loss")), row=1, col=1)
     fig.update_layout(height=520, showlegend=False, margin={"l": 40, "r": 20, "t": 40, "b": 30}, uirevision="keep")
-    fig.update_xaxes(title_text="step", title_standoff=2)
+    fig.update_xaxes(title_text=titles.get("chart.step", "step"), title_standoff=2)
     return fig
 
 
@@ -49,16 +49,16 @@ def has_ranks(records: list[dict]) -> bool:
     return any(r.get("ranks") for r in records)
 
 
-def ranks_figure(records: list[dict], title: str) -> go.Figure:
+def ranks_figure(records: list[dict], title: str, step_label: str = "step", rank_label: str = "rank") -> go.Figure:
     """AdaLoRA's rank per adapted layer over the run: one row per layer, one column per logged step."""
     points = [r for r in records if r.get("ranks")]
     layers = list(points[0]["ranks"]) if points else []
     steps = [r["step"] for r in points]
     z = [[r["ranks"].get(layer) for r in points] for layer in layers]
-    fig = go.Figure(go.Heatmap(x=steps, y=layers, z=z, colorscale="Viridis", colorbar={"title": "rank"},
+    fig = go.Figure(go.Heatmap(x=steps, y=layers, z=z, colorscale="Viridis", colorbar={"title": rank_label},
                                hovertemplate="step %{x}<br>%{y}<br>rank %{z}<extra></extra>"))
     fig.update_layout(title=title, height=max(260, 14 * len(layers) + 120), margin={"l": 40, "r": 20, "t": 40, "b": 30},
                       uirevision="keep")
-    fig.update_xaxes(title_text="step")
+    fig.update_xaxes(title_text=step_label)
     fig.update_yaxes(autorange="reversed", tickfont={"size": 9})
     return fig

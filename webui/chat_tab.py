@@ -12,11 +12,15 @@ from pathlib import Path
 import gradio as gr
 
 from core.chat.client import ChatClient, ChatWorkerError
+from core.chat.options import GenerationOptions
 from core.chat.prompt import conversation
-from core.models.adapter import USABLE_STATES
-from core.runs.folder import active_run, list_runs
-from core.spec import BUNDLED_MODEL
+from core.chat.targets import ChatTarget, answering_model, chat_targets
+from core.options import OptionsError, build_options
+from core.runs.folder import active_run
+from core.runs.views import pick_run
 from webui import i18n
+from webui.form import FieldForm, option_problems
+from webui.language import PageLanguage
 
 CLIENTS: dict[str, ChatClient] = {}  # one worker per browser session, ended when the page goes away
 
@@ -34,95 +38,105 @@ def end_session(request: gr.Request) -> None:
         client.unload()
 
 
-def model_choices(workspace: Path, lang: str) -> list[tuple[str, str]]:
-    runs = [r for r in list_runs(workspace)
-            if r.status()["state"] in USABLE_STATES and (r.adapter_dir / "adapter_config.json").is_file()]
-    return ([(i18n.text("chat.choice.run", lang, run=r.run_id), f"run:{r.path}") for r in runs]
-            + [(i18n.text("chat.choice.base", lang, model=BUNDLED_MODEL), f"base:{BUNDLED_MODEL}")])
+def target_label(target: ChatTarget, lang: str) -> str:
+    if target.kind == "run":
+        return i18n.text("chat.choice.run", lang, run=target.name)
+    return i18n.text("chat.choice.base", lang, model=target.name)
 
 
-def busy_warning(workspace: Path, lang: str) -> str:
+def busy_warning(workspace: Path) -> list:
     run = active_run(workspace)
-    return f"\n\n⚠️ {i18n.text('chat.busy_training', lang, run=run.run_id)}" if run else ""
+    return ["\n\n⚠️ ", ["chat.busy_training", {"run": run.run_id}]] if run else []
 
 
-def status_text(loaded: dict | None, lang: str) -> str:
+def loaded_name(loaded: dict) -> str:
+    return Path(loaded["run"]).name if loaded.get("run") else loaded.get("base")
+
+
+def status_parts(loaded: dict | None) -> list:
     if not loaded:
-        return i18n.text("chat.none_loaded", lang)
-    what = Path(loaded["run"]).name if loaded.get("run") else loaded.get("base")
-    return i18n.text("chat.loaded", lang, what=what, seconds=loaded["load_s"], pid=loaded["pid"], rss=loaded["rss_mb"])
+        return [["chat.none_loaded"]]
+    return [["chat.loaded", {"what": loaded_name(loaded), "seconds": loaded["load_s"], "pid": loaded["pid"],
+                             "rss": loaded["rss_mb"]}]]
 
 
-def build_chat_tab(workspace: Path, lang: str = "en") -> dict:
-    lang_state = gr.State(lang)
+def error_parts(err: Exception) -> list:
+    return ["**", ["chat.error"], f"** {html.escape(str(err))}"]
+
+
+def build_chat_tab(workspace: Path, page: PageLanguage) -> dict:
+    lang = page.lang
+    seen_newest = gr.State(None)  # the newest target the picker offered, to notice a run that finished since
     with gr.Row():
-        choices = model_choices(workspace, lang)
-        model = gr.Dropdown(choices=choices, value=choices[0][1], label=i18n.text("chat.model", lang),
-                            elem_id="chat-model", scale=4)
-        refresh = gr.Button(i18n.text("chat.refresh", lang), elem_id="chat-refresh", scale=1)
-        load = gr.Button(i18n.text("chat.load", lang), variant="primary", elem_id="chat-load", scale=1)
-        unload = gr.Button(i18n.text("chat.unload", lang), elem_id="chat-unload", scale=1)
-    status = gr.Markdown(i18n.text("chat.none_loaded", lang), elem_id="chat-status")
-    system = gr.Textbox(label=i18n.text("chat.system", lang), lines=2, elem_id="chat-system")
-    with gr.Accordion(i18n.text("chat.params", lang), open=False):
+        model = gr.Dropdown(choices=[], value=None, scale=4, **i18n.props("chat-model", lang))
+        refresh = gr.Button(scale=1, **i18n.props("chat-refresh", lang))
+        load = gr.Button(variant="primary", scale=1, **i18n.props("chat-load", lang))
+        unload = gr.Button(scale=1, **i18n.props("chat-unload", lang))
+    status = page.message("chat-status", [["chat.none_loaded"]])
+    system = gr.Textbox(lines=2, **i18n.props("chat-system", lang))
+    form = FieldForm(lang)
+    with gr.Accordion(open=False, **i18n.props("chat-params", lang)):
         with gr.Row():
-            max_new = gr.Number(value=128, precision=0, minimum=1, maximum=4096, label=i18n.text("chat.max_new_tokens", lang),
-                                elem_id="chat-max-new")
-            temperature = gr.Number(value=0.0, minimum=0, maximum=5, label=i18n.text("chat.temperature", lang),
-                                    info=i18n.text("chat.temperature.help", lang), elem_id="chat-temperature")
-            top_p = gr.Number(value=0.9, minimum=0, maximum=1, label="top-p", elem_id="chat-top-p")
-            top_k = gr.Number(value=50, precision=0, minimum=0, label="top-k", elem_id="chat-top-k")
-            repetition = gr.Number(value=1.0, minimum=0.5, maximum=3, label=i18n.text("chat.repetition_penalty", lang),
-                                   elem_id="chat-repetition")
-            seed = gr.Number(value=0, precision=0, label=i18n.text("chat.seed", lang), elem_id="chat-seed")
-    compare = gr.Checkbox(value=True, label=i18n.text("chat.compare", lang), elem_id="chat-compare")
+            form.render("generation", GenerationOptions)
+    compare = gr.Checkbox(value=True, **i18n.props("chat-compare", lang))
     with gr.Row():
-        base_box = gr.Chatbot(label=i18n.text("chat.column.base", lang), elem_id="chat-base", height=360)
-        tuned_box = gr.Chatbot(label=i18n.text("chat.column.tuned", lang), elem_id="chat-tuned", height=360)
+        base_box = gr.Chatbot(height=360, **i18n.props("chat-base", lang))
+        tuned_box = gr.Chatbot(height=360, **i18n.props("chat-tuned", lang))
     with gr.Row():
-        prompt = gr.Textbox(label=i18n.text("chat.prompt", lang), scale=5, elem_id="chat-prompt")
-        send = gr.Button(i18n.text("chat.send", lang), variant="primary", scale=1, elem_id="chat-send")
-        clear = gr.Button(i18n.text("chat.clear", lang), scale=1, elem_id="chat-clear")
-    message = gr.Markdown("", elem_id="chat-message")
+        prompt = gr.Textbox(scale=5, **i18n.props("chat-prompt", lang))
+        send = gr.Button(variant="primary", scale=1, **i18n.props("chat-send", lang))
+        clear = gr.Button(scale=1, **i18n.props("chat-clear", lang))
+    message = page.message("chat-message")
 
-    def on_refresh(current, lang_now):
-        options = model_choices(workspace, lang_now)
-        keep = current if current in [v for _, v in options] else options[0][1]
-        return gr.update(choices=options, value=keep)
+    def picker(current, seen, lang_now):
+        """The picker's entries as they are now, on the newest usable run when one finished since it last looked."""
+        targets = chat_targets(workspace)
+        keys = [t.key for t in targets]
+        return (gr.update(choices=[(target_label(t, lang_now), t.key) for t in targets], value=pick_run(current, seen, keys)),
+                keys[0])
 
-    def on_page_load(lang_now):
-        # The choices were listed when the server started; a fresh page offers the newest finished run.
-        options = model_choices(workspace, lang_now)
-        return gr.update(choices=options, value=options[0][1])
-
-    def on_load(choice, lang_now, request: gr.Request):
+    def on_load(choice, request: gr.Request):
         client = client_for(request, workspace)
-        kind, _, target = (choice or "").partition(":")
+        target = ChatTarget.parse(choice)
+        if target is None:
+            return [["chat.pick_first"]], [], []
         try:
-            loaded = client.load(run=target) if kind == "run" else client.load(base=target)
+            loaded = client.load(**target.load_args())
         except ChatWorkerError as err:
-            return f"**{i18n.text('chat.error', lang_now)}** {html.escape(str(err))}", [], []
-        return status_text(loaded, lang_now) + busy_warning(workspace, lang_now), [], []
+            return error_parts(err), [], []
+        return status_parts(loaded) + busy_warning(workspace), [], []
 
-    def on_unload(lang_now, request: gr.Request):
+    def on_unload(request: gr.Request):
         client_for(request, workspace).unload()
-        return i18n.text("chat.unloaded", lang_now)
+        return [["chat.unloaded"]]
 
-    def on_send(text, system_prompt, compare_on, base_hist, tuned_hist, lang_now, n, temp, p, k, rep, seed_value,
-                request: gr.Request):
+    # The request comes first: Gradio hands it over by position, which the option values after it would shift.
+    def on_send(request: gr.Request, text, choice, system_prompt, compare_on, base_hist, tuned_hist, *option_values):
         client = client_for(request, workspace)
         if not text or not text.strip():
-            yield gr.skip(), gr.skip(), gr.skip(), ""
+            yield gr.skip(), gr.skip(), gr.skip(), [], gr.skip()
             return
-        if not client.loaded:
-            yield gr.skip(), gr.skip(), gr.skip(), i18n.text("chat.load_first", lang_now)
+        try:
+            options = build_options(GenerationOptions, form.group_values("generation", list(option_values)))
+        except OptionsError as err:
+            yield gr.skip(), gr.skip(), gr.skip(), option_problems("generation", err.problems), gr.skip()
             return
-        params = {"max_new_tokens": n or 128, "temperature": temp or 0.0, "top_p": p or 1.0, "top_k": k or 0,
-                  "repetition_penalty": rep or 1.0, "seed": seed_value or 0}
-        has_adapter = client.loaded["has_adapter"]
+        picked = ChatTarget.parse(choice)
+        if not client.loaded and picked is not None:
+            yield gr.skip(), gr.skip(), gr.skip(), [["chat.loading", {"what": picked.name}]], gr.skip()
+        try:
+            loaded, just_loaded = answering_model(client, picked)
+        except ChatWorkerError as err:
+            yield gr.skip(), gr.skip(), gr.skip(), error_parts(err), status_parts(client.loaded)
+            return
+        note = [] if picked is None or picked.matches(loaded) else [
+            ["chat.other_loaded", {"loaded": loaded_name(loaded), "picked": picked.name}]]
+        status_now = status_parts(loaded) if just_loaded else gr.skip()
+        has_adapter = loaded["has_adapter"]
         targets = ([("base", False)] if not has_adapter else
                    [("base", False), ("tuned", True)] if compare_on else [("tuned", True)])
         histories = {"base": list(base_hist or []), "tuned": list(tuned_hist or [])}
+        params = vars(options)
         for column, adapter in targets:
             # Each column is its own conversation: the model sees only what it said itself.
             messages = conversation(system_prompt, histories[column], text)
@@ -131,18 +145,23 @@ def build_chat_tab(workspace: Path, lang: str = "en") -> dict:
                 for piece in client.generate(messages, params, adapter=adapter):
                     if isinstance(piece, str):
                         histories[column][-1]["content"] += piece
-                        yield "", histories["base"], histories["tuned"], ""
+                        yield "", histories["base"], histories["tuned"], note, status_now
             except ChatWorkerError as err:
-                yield "", histories["base"], histories["tuned"], f"**{i18n.text('chat.error', lang_now)}** {html.escape(str(err))}"
+                yield "", histories["base"], histories["tuned"], error_parts(err), status_parts(client.loaded)
                 return
-        yield "", histories["base"], histories["tuned"], busy_warning(workspace, lang_now).strip()
+        yield "", histories["base"], histories["tuned"], note + busy_warning(workspace), status_now
 
-    refresh.click(on_refresh, [model, lang_state], [model])
-    load.click(on_load, [model, lang_state], [status, base_box, tuned_box])
-    unload.click(on_unload, [lang_state], [status])
-    inputs = [prompt, system, compare, base_box, tuned_box, lang_state, max_new, temperature, top_p, top_k, repetition, seed]
-    send.click(on_send, inputs, [prompt, base_box, tuned_box, message])
-    prompt.submit(on_send, inputs, [prompt, base_box, tuned_box, message])
+    def on_switch(lang_now):
+        return [gr.update(choices=[(target_label(t, lang_now), t.key) for t in chat_targets(workspace)])]
+
+    pick = (picker, [model, seen_newest, page.language], [model, seen_newest])
+    refresh.click(*pick)
+    load.click(on_load, [model], [status, base_box, tuned_box])
+    unload.click(on_unload, None, [status])
+    inputs = [prompt, model, system, compare, base_box, tuned_box, *form.group_inputs("generation")]
+    send.click(on_send, inputs, [prompt, base_box, tuned_box, message, status])
+    prompt.submit(on_send, inputs, [prompt, base_box, tuned_box, message, status])
     clear.click(lambda: ([], []), None, [base_box, tuned_box])
-    return {"lang_state": lang_state, "refresh": (on_refresh, [model, lang_state], [model]),
-            "page_load": (on_page_load, [lang_state], [model])}
+    page.also(on_switch, [], [model])
+    # The page refreshes the picker when it loads, when this tab is opened and when a run ends.
+    return {"pick": pick}

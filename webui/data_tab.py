@@ -20,6 +20,7 @@ from core.data.source import CheckReport, check_dataset, open_dataset
 from core.data.uploads import parse_columns, save_mapping, store_upload
 from webui import i18n
 from webui.charts import length_histogram
+from webui.language import PageLanguage
 
 PAGE_SIZE = 4
 STYLE = """<style>
@@ -51,11 +52,12 @@ def registry_choices(registry: str, lang: str) -> list[tuple[str, str]]:
     return out
 
 
-def report_markdown(report: CheckReport, lang: str) -> str:
+def report_parts(report: CheckReport) -> list:
+    """The check's verdict as message parts; the problem lines themselves are core's (they quote the data)."""
     if report.usable:
-        return "✅ " + i18n.text("data.report.ok", lang, samples=report.num_samples, format=report.formatting)
-    head = "⛔ " + i18n.text("data.report.bad", lang, problems=report.total_problems or 1)
-    return head + "\n\n" + "\n".join(f"- {html.escape(line)}" for line in report.lines())
+        return ["✅ ", ["data.report.ok", {"samples": report.num_samples, "format": report.formatting}]]
+    head = ["⛔ ", ["data.report.bad", {"problems": report.total_problems or 1}]]
+    return head + ["\n\n" + "\n".join(f"- {html.escape(line)}" for line in report.lines())]
 
 
 def sample_html(shown, lang: str) -> str:
@@ -67,7 +69,8 @@ def sample_html(shown, lang: str) -> str:
         css = "tok-cut" if cut else ("tok-train" if trained else "tok-mask")
         spans.append(f"<span class='{css}'>{html.escape(text)}</span>")
     counts = i18n.text("data.tokens", lang, tokens=shown.num_tokens, trained=shown.num_trained)
-    warnings = "".join(f"<div class='warn'>⚠ {html.escape(w)}</div>" for w in shown.warnings)
+    warnings = "".join(f"<div class='warn'>⚠ {html.escape(i18n.text(f'data.warn.{code}', lang, **values))}</div>"
+                       for code, values in shown.warnings)
     return (f"<div class='sample' data-index='{shown.index}' data-tokens='{shown.num_tokens}'>"
             f"{head} · {counts}{warnings}<hr>{''.join(spans)}</div>")
 
@@ -79,64 +82,64 @@ def stats_titles(stats, lang: str) -> dict[str, str]:
             "cutoff": i18n.text("data.hist.cutoff", lang, max_length=stats.max_length)}
 
 
-def build_data_tab(workspace: Path, lang: str, train_form):
+EMPTY = {"source": None, "start": 0, "total": 0, "stats": None}
+
+
+def build_data_tab(workspace: Path, page: PageLanguage, train_form):
     """Draw the tab; `train_form` is the Train tab's JobForm, whose model and data fields it reads and fills."""
+    lang = page.lang
     c = train_form.components
     with gr.Row():
-        registry = gr.Textbox(value="", label=i18n.text("data.registry", lang), info=i18n.text("data.registry.help", lang),
-                              elem_id="data-registry")
+        registry = gr.Textbox(value="", **i18n.props("data-registry", lang))
         source = gr.Dropdown(choices=registry_choices("", lang), value="identity", allow_custom_value=True,
-                             label=i18n.text("data.source", lang), info=i18n.text("data.source.help", lang),
-                             elem_id="data-source")
-    upload = gr.File(label=i18n.text("data.upload", lang), file_types=[".json", ".jsonl", ".csv", ".parquet", ".txt"],
-                     type="filepath", elem_id="data-upload")
+                             **i18n.props("data-source", lang))
+    # An upload button rather than a drop zone: its whole text is ours, so it follows the language switch.
+    upload = gr.UploadButton(file_types=[".json", ".jsonl", ".csv", ".parquet", ".txt"], type="filepath",
+                             **i18n.props("data-upload", lang))
     with gr.Row():
-        formatting = gr.Dropdown(choices=list(FORMATS), value="auto", label=i18n.text("data.format", lang),
-                                 elem_id="data-format")
-        columns = gr.Textbox(value="", label=i18n.text("data.columns", lang), info=i18n.text("data.columns.help", lang),
-                             elem_id="data-columns")
+        formatting = gr.Dropdown(choices=list(FORMATS), value="auto", **i18n.props("data-format", lang))
+        columns = gr.Textbox(value="", **i18n.props("data-columns", lang))
     with gr.Row():
-        open_button = gr.Button(i18n.text("data.open", lang), elem_id="data-open")
-        use_button = gr.Button(i18n.text("data.use", lang), variant="primary", elem_id="data-use")
-    report = gr.Markdown("", elem_id="data-report")
+        open_button = gr.Button(**i18n.props("data-open", lang))
+        use_button = gr.Button(variant="primary", **i18n.props("data-use", lang))
+    report = page.message("data-report")
     with gr.Row():
         prev_button = gr.Button("◀", elem_id="data-prev", scale=0)
-        page_label = gr.Markdown("", elem_id="data-page")
+        page_label = page.message("data-page")
         next_button = gr.Button("▶", elem_id="data-next", scale=0)
     preview = gr.HTML(STYLE, elem_id="data-preview")
-    histogram = gr.Plot(elem_id="data-histogram", label=i18n.text("data.histogram", lang))
-    state = gr.State({"source": None, "start": 0, "total": 0})
+    histogram = gr.Plot(**i18n.props("data-histogram", lang))
+    use_message = page.message("data-use-message")
+    state = gr.State(dict(EMPTY))
     settings = [c["model.path"], c["data.max_length"], c["data.train_on_prompt"], c["data.name"], c["data.author"]]
 
     def render_page(data, start, lang_now, model, max_length, train_on_prompt, name, author):
         tokenizer = tokenizer_for(model)
         shown = preview_page(data, tokenizer, start, PAGE_SIZE, int(max_length or 512), bool(train_on_prompt),
                              {"name": name, "author": author})
-        label = i18n.text("data.page", lang_now, first=start + 1, last=start + len(shown), total=len(data))
+        label = [["data.page", {"first": start + 1, "last": start + len(shown), "total": len(data)}]]
         return STYLE + "".join(sample_html(s, lang_now) for s in shown), label
 
     def on_open(name, registry_value, fmt, cols, lang_now, model, max_length, train_on_prompt, person, author):
-        empty = {"source": None, "start": 0, "total": 0}
         if not name:
-            return empty, "", STYLE, "", None
+            return dict(EMPTY), [], STYLE, [], None
         try:
             mapping = parse_columns(cols)
             checked = check_dataset(name, registry_value, formatting=fmt if fmt != "auto" else None,
                                     columns=mapping or None)
             if checked.fatal:
-                return empty, report_markdown(checked, lang_now), STYLE, "", None
+                return dict(EMPTY), report_parts(checked), STYLE, [], None
             data = cached_open(name, registry_value, fmt, cols)
-            page, label = render_page(data, 0, lang_now, model, max_length, train_on_prompt, person, author)
+            shown, label = render_page(data, 0, lang_now, model, max_length, train_on_prompt, person, author)
             stats = length_stats(data, tokenizer_for(model), int(max_length or 512), bool(train_on_prompt),
                                  {"name": person, "author": author})
         except Exception as err:  # a bad model path, an unreadable file: say so in the tab, never crash the UI
-            return empty, f"⛔ {html.escape(type(err).__name__)}: {html.escape(str(err))}", STYLE, "", None
+            return dict(EMPTY), [f"⛔ {html.escape(type(err).__name__)}: {html.escape(str(err))}"], STYLE, [], None
         figure = length_histogram(stats, stats_titles(stats, lang_now))
-        note = ""
-        if stats.no_stop:
-            note = "\n\n⚠ " + i18n.text("data.no_stop", lang_now, count=stats.no_stop)
-        chosen = {"source": name, "registry": registry_value, "format": fmt, "columns": cols, "start": 0, "total": len(data)}
-        return chosen, report_markdown(checked, lang_now) + note, page, label, figure
+        note = ["\n\n⚠ ", ["data.no_stop", {"count": stats.no_stop}]] if stats.no_stop else []
+        chosen = {"source": name, "registry": registry_value, "format": fmt, "columns": cols, "start": 0,
+                  "total": len(data), "stats": stats}
+        return chosen, report_parts(checked) + note, shown, label, figure
 
     def on_page(current, delta, lang_now, model, max_length, train_on_prompt, person, author):
         if not current.get("source"):
@@ -144,58 +147,51 @@ def build_data_tab(workspace: Path, lang: str, train_form):
         start = min(max(current["start"] + delta * PAGE_SIZE, 0), max(current["total"] - 1, 0) // PAGE_SIZE * PAGE_SIZE)
         try:
             data = cached_open(current["source"], current["registry"], current["format"], current["columns"])
-            page, label = render_page(data, start, lang_now, model, max_length, train_on_prompt, person, author)
+            shown, label = render_page(data, start, lang_now, model, max_length, train_on_prompt, person, author)
         except Exception as err:
             return current, f"⛔ {html.escape(str(err))}", gr.skip()
-        return {**current, "start": start}, page, label
+        return {**current, "start": start}, shown, label
 
-    def on_upload(path, registry_value):
+    def on_upload(path):
         if not path:
             return gr.skip(), gr.skip()
         try:
             stored = store_upload(path, workspace)
         except DatasetError as err:
-            return gr.skip(), f"⛔ {html.escape(str(err))}"
-        return gr.update(value=str(stored)), ""
+            return gr.skip(), [f"⛔ {html.escape(str(err))}"]
+        return gr.update(value=str(stored)), []
 
-    def on_use(current, lang_now):
+    def on_use(current):
         """Fill the Train tab's dataset fields; a custom format or mapping is saved in the workspace registry."""
         if not current.get("source"):
-            return gr.skip(), gr.skip(), i18n.text("data.use.none", lang_now)
+            return gr.skip(), gr.skip(), [["data.use.none"]]
         name, registry_value = current["source"], current["registry"]
         if current["format"] != "auto" or current["columns"].strip():
             path = Path(name)
             if not path.is_file():
-                return gr.skip(), gr.skip(), i18n.text("data.use.mapping_file", lang_now)
+                return gr.skip(), gr.skip(), [["data.use.mapping_file"]]
             registry_value = str(save_mapping(workspace, path.stem, path, current["format"], parse_columns(current["columns"])))
             name = path.stem
-        return name, registry_value, i18n.text("data.use.done", lang_now, name=name)
+        return name, registry_value, [["data.use.done", {"name": name}]]
 
-    lang_state = gr.State(lang)
+    def on_switch(lang_now, current, registry_value, *page_settings):
+        """The dropdown's worded entries, the preview page and the histogram, again in the new language."""
+        choices = gr.update(choices=registry_choices(registry_value, lang_now))
+        if not current.get("source"):
+            return [choices, gr.skip(), gr.skip()]
+        _, shown, _ = on_page(current, 0, lang_now, *page_settings)
+        return [choices, shown, length_histogram(current["stats"], stats_titles(current["stats"], lang_now))]
+
     outputs = [state, report, preview, page_label, histogram]
-    inputs = [source, registry, formatting, columns, lang_state, *settings]
+    inputs = [source, registry, formatting, columns, page.language, *settings]
     open_button.click(on_open, inputs, outputs)
     source.input(on_open, inputs, outputs)
-    upload.upload(on_upload, [upload, registry], [source, report]).then(on_open, inputs, outputs)
-    registry.submit(lambda r, lg: gr.update(choices=registry_choices(r, lg), value=None), [registry, lang_state], [source])
-    prev_button.click(lambda s, *a: on_page(s, -1, *a), [state, lang_state, *settings], [state, preview, page_label])
-    next_button.click(lambda s, *a: on_page(s, 1, *a), [state, lang_state, *settings], [state, preview, page_label])
-    use_message = gr.Markdown("", elem_id="data-use-message")
-    use_button.click(on_use, [state, lang_state], [c["data.dataset"], c["data.registry"], use_message])
-
-    def relabel(lang_new):
-        return [lang_new,
-                gr.update(label=i18n.text("data.registry", lang_new), info=i18n.text("data.registry.help", lang_new)),
-                gr.update(label=i18n.text("data.source", lang_new), info=i18n.text("data.source.help", lang_new)),
-                gr.update(label=i18n.text("data.upload", lang_new)),
-                gr.update(label=i18n.text("data.format", lang_new)),
-                gr.update(label=i18n.text("data.columns", lang_new), info=i18n.text("data.columns.help", lang_new)),
-                gr.update(value=i18n.text("data.open", lang_new)),
-                gr.update(value=i18n.text("data.use", lang_new)),
-                gr.update(label=i18n.text("data.histogram", lang_new))]
-
-    relabel_outputs = [lang_state, registry, source, upload, formatting, columns, open_button, use_button, histogram]
-    return {"relabel": relabel, "relabel_outputs": relabel_outputs}
+    upload.upload(on_upload, [upload], [source, report]).then(on_open, inputs, outputs)
+    registry.submit(lambda r, lg: gr.update(choices=registry_choices(r, lg), value=None), [registry, page.language], [source])
+    prev_button.click(lambda s, *a: on_page(s, -1, *a), [state, page.language, *settings], [state, preview, page_label])
+    next_button.click(lambda s, *a: on_page(s, 1, *a), [state, page.language, *settings], [state, preview, page_label])
+    use_button.click(on_use, [state], [c["data.dataset"], c["data.registry"], use_message])
+    page.also(on_switch, [state, registry, *settings], [source, preview, histogram])
 
 
 _OPENED: dict[tuple, tuple[float, object]] = {}

@@ -1,6 +1,7 @@
 """The Export tab: merge a finished run into a model folder (optionally GGUF and an Ollama Modelfile).
 
-The export runs as its own process (core/export/job.py); this tab starts it, polls its status
+Its controls are drawn from core.export.options.ExportOptions, the same declaration `app.py export`'s flags
+come from. The export runs as its own process (core/export/job.py); this tab starts it, polls its status
 file for the progress bar, and writes a cancel request when Cancel is pressed.
 """
 from __future__ import annotations
@@ -11,15 +12,23 @@ from pathlib import Path
 import gradio as gr
 
 from core.export import job as export_job
-from core.export.options import DTYPES, GGUF_TYPES, ExportOptions
-from core.models.adapter import USABLE_STATES
-from core.runs.folder import list_runs
+from core.export.options import ExportError, ExportOptions, resolve
+from core.options import OptionsError, build_options
+from core.runs.launch import LaunchError
+from core.runs.views import pick_run, usable_runs
 from webui import i18n
+from webui.form import FieldForm, option_problems
+from webui.language import PageLanguage
 
 
 def run_choices(workspace: Path) -> list[tuple[str, str]]:
-    return [(r.run_id, str(r.path)) for r in list_runs(workspace)
-            if r.status()["state"] in USABLE_STATES and (r.adapter_dir / "adapter_config.json").is_file()]
+    return [(run.run_id, str(run.path)) for run in usable_runs(workspace)]
+
+
+def stage_text(status: dict, lang: str) -> str:
+    """The export's stage in `lang`; the worker's English words when the locale has no entry for it."""
+    key = f"export.stage.{status.get('stage_key') or status.get('stage')}"
+    return i18n.text(key, lang, **(status.get("stage_values") or {})) if i18n.has_text(key) else status.get("stage") or ""
 
 
 def progress_html(job_path: str | None, lang: str) -> str:
@@ -29,7 +38,7 @@ def progress_html(job_path: str | None, lang: str) -> str:
     status = job.status()
     state, percent = status["state"], 100 * (status.get("progress") or 0)
     body = html.escape(i18n.text("export.line", lang, state=i18n.text(f"export.state.{state}", lang),
-                                 stage=status.get("stage") or "", percent=f"{percent:.0f}"))
+                                 stage=stage_text(status, lang), percent=f"{percent:.0f}"))
     if state == "failed" and status.get("error"):
         err = status["error"]
         body += f"<div class='export-error'><b>{html.escape(str(err.get('kind')))}</b>: {html.escape(str(err.get('message')))}</div>"
@@ -44,56 +53,64 @@ def progress_html(job_path: str | None, lang: str) -> str:
             f"style='width:100%'></progress><div>{body}</div></div>")
 
 
-def build_export_tab(workspace: Path, lang: str = "en") -> dict:
-    lang_state = gr.State(lang)
+def refused(err: Exception) -> list:
+    """Why an export did not start, as message parts: the option at fault under its label when there is one."""
+    if isinstance(err, OptionsError):
+        return option_problems("export", err.problems)
+    head = ["**", ["export.refused"], "** "]
+    if isinstance(err, ExportError) and err.option:
+        return head + ["**", {"field": f"export.{err.option}"}, f"**: {html.escape(err.message)}"]
+    return head + [html.escape(str(err))]
+
+
+def build_export_tab(workspace: Path, page: PageLanguage) -> dict:
+    lang = page.lang
     job_state = gr.State(None)
-    runs = run_choices(workspace)
+    seen_newest = gr.State(None)
+    form = FieldForm(lang, lambda kind: run_choices(workspace) if kind == "run" else None)
     with gr.Row():
-        run = gr.Dropdown(choices=runs, value=runs[0][1] if runs else None, label=i18n.text("export.run", lang),
-                          elem_id="export-run", scale=4)
-        refresh = gr.Button(i18n.text("chat.refresh", lang), elem_id="export-refresh", scale=1)
-    out = gr.Textbox(label=i18n.text("export.out", lang), info=i18n.text("export.out.help", lang), elem_id="export-out")
+        with gr.Column(scale=4):
+            form.render("export", ExportOptions, only=("run",))
+        refresh = gr.Button(scale=1, **i18n.props("export-refresh", lang))
+    form.render("export", ExportOptions, only=("out",))
     with gr.Row():
-        shard = gr.Textbox(value="2GB", label=i18n.text("export.shard_size", lang), elem_id="export-shard-size")
-        dtype = gr.Dropdown(choices=list(DTYPES), value="float32", label=i18n.text("export.dtype", lang),
-                            info=i18n.text("export.dtype.help", lang), elem_id="export-dtype")
-        gguf = gr.CheckboxGroup(choices=list(GGUF_TYPES), value=[], label=i18n.text("export.gguf", lang),
-                                info=i18n.text("export.gguf.help", lang), elem_id="export-gguf")
-        ollama = gr.Checkbox(value=False, label=i18n.text("export.ollama", lang), elem_id="export-ollama")
-    system = gr.Textbox(label=i18n.text("export.system", lang), elem_id="export-system")
+        form.render("export", ExportOptions, only=("shard_size", "dtype", "gguf", "ollama"))
+    form.render("export", ExportOptions, only=("system",))
     with gr.Row():
-        start = gr.Button(i18n.text("export.start", lang), variant="primary", elem_id="export-start")
-        cancel = gr.Button(i18n.text("export.cancel", lang), variant="stop", elem_id="export-cancel")
-    message = gr.Markdown("", elem_id="export-message")
+        start = gr.Button(variant="primary", **i18n.props("export-start", lang))
+        cancel = gr.Button(variant="stop", **i18n.props("export-cancel", lang))
+    message = page.message("export-message")
     progress = gr.HTML(progress_html(None, lang), elem_id="export-progress-box")
+    run = form.components["export.run"]
 
-    def on_refresh(current):
+    def picker(current, seen):
+        """The run picker as it is now, on the newest usable run when one finished since it last looked."""
         options = run_choices(workspace)
-        return gr.update(choices=options, value=current if current in [v for _, v in options] else
-                         (options[0][1] if options else None))
+        paths = [path for _, path in options]
+        return gr.update(choices=options, value=pick_run(current, seen, paths)), (paths[0] if paths else None)
 
-    def on_start(state, lang_now, run_path, out_dir, shard_size, dtype_name, gguf_types, ollama_on, system_prompt):
-        if state and export_job.ExportJob(Path(state)).status()["state"] in export_job.ACTIVE:
-            return state, i18n.text("export.busy", lang_now)
-        if not out_dir and run_path:
-            out_dir = str(workspace / "exports" / f"{Path(run_path).name}-merged")
-        options = ExportOptions(run=run_path or "", out=out_dir or "", shard_size=shard_size or "", dtype=dtype_name,
-                                gguf=list(gguf_types or []), ollama=bool(ollama_on), system=system_prompt or "")
+    def on_start(job_path, *values):
+        if job_path and export_job.ExportJob(Path(job_path)).status()["state"] in export_job.ACTIVE:
+            return job_path, [["export.busy"]]
         try:
+            options = resolve(build_options(ExportOptions, form.group_values("export", list(values))), workspace)
             job = export_job.start(options, workspace)
-        except ValueError as err:  # ExportError, RunNotReady: nothing was started or written
-            return state, f"**{i18n.text('export.refused', lang_now)}** {html.escape(str(err))}"
-        return str(job.path), i18n.text("export.started", lang_now, out=job.options().out)
+        except (ValueError, LaunchError) as err:  # OptionsError, ExportError, RunNotReady; or no process could start
+            return job_path, refused(err)
+        return str(job.path), [["export.started", {"out": html.escape(job.options().out)}]]
 
-    def on_cancel(state, lang_now):
-        if not state:
-            return i18n.text("export.nothing", lang_now)
-        export_job.ExportJob(Path(state)).cancel()
-        return i18n.text("export.cancelling", lang_now)
+    def on_cancel(job_path):
+        if not job_path:
+            return [["export.nothing"]]
+        export_job.ExportJob(Path(job_path)).cancel()
+        return [["export.cancelling"]]
 
-    refresh.click(on_refresh, [run], [run])
-    start.click(on_start, [job_state, lang_state, run, out, shard, dtype, gguf, ollama, system], [job_state, message])
-    cancel.click(on_cancel, [job_state, lang_state], [message])
+    pick = (picker, [run, seen_newest], [run, seen_newest])
+    refresh.click(*pick)
+    start.click(on_start, [job_state, *form.group_inputs("export")], [job_state, message])
+    cancel.click(on_cancel, [job_state], [message])
     timer = gr.Timer(1.0)
-    timer.tick(progress_html, [job_state, lang_state], [progress], show_progress="hidden")
-    return {"lang_state": lang_state, "refresh": (on_refresh, [run], [run])}
+    timer.tick(progress_html, [job_state, page.language], [progress], show_progress="hidden")
+    page.also(lambda lang_now, job_path: [progress_html(job_path, lang_now)], [job_state], [progress])
+    # The page refreshes the picker when it loads, when this tab is opened and when a run ends.
+    return {"pick": pick}

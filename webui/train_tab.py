@@ -1,8 +1,8 @@
 """The Train tab: the job form, Start/Stop, live progress, charts and log tail.
 
-Everything it shows comes from the run folder, polled by byte offset, so a
-page refresh, a second browser, or a run started from the CLI all look the
-same: the tab attaches to whichever run is active in the workspace.
+Everything it shows comes from the run folder, read through core.runs.views.RunWatch, so a page
+refresh, a second browser, or a run started from the CLI all look the same: the tab attaches to
+whichever run is active in the workspace.
 """
 from __future__ import annotations
 
@@ -12,19 +12,20 @@ from pathlib import Path
 import gradio as gr
 
 from core.data.registry import DatasetError, read_registry
+from core.form_layout import form_sections, shown_for
 from core.methods import METHODS
 from core.models.params import ParamCountError, count_parameters
 from core.paths import PRESETS_DIR
 from core.runs import runner
-from core.runs.folder import ACTIVE_STATES, RunFolder, active_run, list_runs
-from core.spec import BUNDLED_MODEL, JobSpec, SpecError, load_spec, spec_from_dict
+from core.runs.folder import ACTIVE_STATES, RunFolder, active_run
+from core.runs.views import RunWatch
+from core.spec import BUNDLED_MODEL, JobSpec, SpecError, check_launch, load_spec, spec_from_dict
 from webui import i18n
 from webui.charts import PANELS, has_ranks, ranks_figure, training_figure
 from webui.form import JobForm
+from webui.language import PageLanguage
 
-FIXED_SECTIONS = ("model", "data")
 LOG_LINES = 16
-LATER_SECTIONS = ("train", "runtime")
 # Besides the model and the method, the fields the memory estimate under the parameter count reads.
 ESTIMATE_KEYS = ("data.max_length", "train.batch_size", "train.gradient_checkpointing", "runtime.device",
                  "runtime.precision", "runtime.lean_loss")
@@ -115,22 +116,22 @@ def estimate_check_html(status: dict, lang: str) -> str:
     return f"<div id='estimate-check'>{html.escape(line)}</div>"
 
 
-def too_big_warning(spec, lang: str) -> str:
-    """A warning line (markdown) when the job's estimate exceeds the free memory; empty otherwise."""
+def too_big_message(spec) -> list:
+    """Message parts warning that the job's estimate exceeds the free memory; empty when it fits."""
     from core.perf.estimate import exceeds_free_memory, job_estimate_with_time
 
     try:
         too_big = exceeds_free_memory(spec, job_estimate_with_time(spec))
     except Exception:  # the estimate is advice; the run reports what really goes wrong
-        return ""
+        return []
     if not too_big:
-        return ""
-    text = i18n.text("estimate.too_big", lang, total=f"{too_big[0] / 2**20:,.0f}", free=f"{too_big[1] / 2**20:,.0f}")
-    return f"**{text}**\n\n"
+        return []
+    return ["**", ["estimate.too_big", {"total": f"{too_big[0] / 2**20:,.0f}", "free": f"{too_big[1] / 2**20:,.0f}"}],
+            "**\n\n"]
 
 
 def chart_titles(lang: str) -> dict[str, str]:
-    keys = [t for _, t in PANELS] + ["chart.eval_loss"]
+    keys = [t for _, t in PANELS] + ["chart.eval_loss", "chart.step"]
     return {k: i18n.text(k, lang) for k in keys}
 
 
@@ -138,54 +139,54 @@ def ranks_update(records: list[dict], lang: str):
     """The AdaLoRA rank heat map when the run's records carry ranks; hidden for every other method."""
     if not has_ranks(records):
         return gr.update(value=None, visible=False)
-    return gr.update(value=ranks_figure(records, i18n.text("chart.ranks", lang)), visible=True)
+    figure = ranks_figure(records, i18n.text("chart.ranks", lang), i18n.text("chart.step", lang),
+                          i18n.text("chart.rank", lang))
+    return gr.update(value=figure, visible=True)
 
 
-def empty_view() -> dict:
-    return {"run": None, "offset": 0, "records": [], "state": None}
+def spec_problems(err: SpecError) -> list:
+    lines = "\n".join(f"- `{k}`: {html.escape(m)}" if k else f"- {html.escape(m)}" for k, m in err.problems)
+    return ["**", ["invalid"], "**\n\n" + lines]
 
 
-def build_train_tab(workspace: Path, lang: str = "en"):
-    """Draw the tab; returns (components to relabel on a language switch, the relabel function)."""
+def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
+    """Draw the tab; returns what the page wires to other tabs (the form, the page-load handlers, run ends)."""
+    lang = page.lang
     form = JobForm(lang, choices_for)
     defaults = JobSpec()
-    view = gr.State(empty_view())
+    watch = gr.State(RunWatch())
+    run_ended = gr.State(None)  # the folder of the last run seen to end here; other tabs refresh on its change
 
     with gr.Row():
-        preset = gr.Dropdown(choices=preset_names(), value=None, label=i18n.text("preset", lang),
-                             info=i18n.text("preset.help", lang), elem_id="preset")
-        method = gr.Dropdown(choices=list(METHODS), value=defaults.method, label=i18n.text("method", lang),
-                             elem_id="method")
-    explainer = gr.Markdown(i18n.explainer(defaults.method, METHODS[defaults.method].EXPLAINER, lang), elem_id="method-explainer")
+        preset = gr.Dropdown(choices=preset_names(), value=None, **i18n.props("preset", lang))
+        method = gr.Dropdown(choices=list(METHODS), value=defaults.method, **i18n.props("method", lang))
+    explainer = gr.Markdown(i18n.explainer(defaults.method, METHODS[defaults.method].EXPLAINER, lang),
+                            elem_id="method-explainer")
     param_count = gr.Markdown(i18n.text("param_count.counting", lang), elem_id="param-count")
-    for section in FIXED_SECTIONS:
-        form.render_section(section, defaults=defaults)
-    method_sections = list(dict.fromkeys(s for m in METHODS.values() for s in m.SECTIONS))
-    for section in method_sections:
-        box = form.render_section(section, defaults=defaults)
-        box.visible = section in METHODS[defaults.method].SECTIONS
-    for section in LATER_SECTIONS:
-        form.render_section(section, open=section == "train", defaults=defaults)
+    sections = form_sections()
+    for section in sections:
+        box = form.render_section(section.name, open=section.opened, defaults=defaults)
+        box.visible = shown_for(defaults.method, section)
+    method_owned = [s for s in sections if s.method_owned]
 
     with gr.Row():
-        start = gr.Button(i18n.text("start", lang), variant="primary", elem_id="start-button")
-        stop = gr.Button(i18n.text("stop", lang), variant="stop", elem_id="stop-button")
-    message = gr.Markdown("", elem_id="train-message")
+        start = gr.Button(variant="primary", **i18n.props("start-button", lang))
+        stop = gr.Button(variant="stop", **i18n.props("stop-button", lang))
+    message = page.message("train-message")
     progress = gr.HTML(progress_html(None, None, [], lang), elem_id="train-progress-box")
-    charts = gr.Plot(training_figure([], chart_titles(lang)), elem_id="train-charts", label=i18n.text("charts", lang))
-    ranks = gr.Plot(None, elem_id="train-ranks", label=i18n.text("chart.ranks", lang), visible=False)
-    log = gr.Textbox(label=i18n.text("log", lang), lines=LOG_LINES, max_lines=LOG_LINES, elem_id="train-log",
-                     interactive=False)
-    lang_state = gr.State(lang)
+    charts = gr.Plot(training_figure([], chart_titles(lang)), **i18n.props("train-charts", lang))
+    ranks = gr.Plot(None, visible=False, **i18n.props("train-ranks", lang))
+    log = gr.Textbox(lines=LOG_LINES, max_lines=LOG_LINES, interactive=False, **i18n.props("train-log", lang))
 
     # --- handlers -------------------------------------------------------------------
     def on_method(name, lang_now):
-        boxes = [gr.update(visible=s in METHODS[name].SECTIONS) for s in method_sections]
+        boxes = [gr.update(visible=shown_for(name, s)) for s in method_owned]
         return [i18n.explainer(name, METHODS[name].EXPLAINER, lang_now), *boxes]
 
     # Only the model and the method's own fields decide the count, so a problem elsewhere in the form
     # (say, an emptied learning rate) does not hide it.
-    count_keys = [d for d in form.components if d.split(".", 1)[0] in ("model", *method_sections) or d in ESTIMATE_KEYS]
+    count_keys = [d for d in form.components
+                  if d.split(".", 1)[0] in ("model", *(s.name for s in method_owned)) or d in ESTIMATE_KEYS]
 
     def on_count(lang_now, method_name, *values):
         keep = ("model", *METHODS[method_name].SECTIONS)
@@ -195,100 +196,85 @@ def build_train_tab(workspace: Path, lang: str = "en"):
 
     def on_preset(name):
         if not name:
-            return [gr.skip()] * (1 + len(form.inputs)) + [""]
+            return [gr.skip()] * (1 + len(form.inputs)) + [[]]
         try:
             spec = load_spec(str(PRESETS_DIR / f"{name}.yaml"))
         except SpecError as err:
-            return [gr.skip()] * (1 + len(form.inputs)) + [f"**{name}**: {err}"]
-        return [spec.method, *form.values_from(spec), ""]
+            return [gr.skip()] * (1 + len(form.inputs)) + [[f"**{html.escape(name)}**: {html.escape(str(err))}"]]
+        return [spec.method, *form.values_from(spec), []]
 
-    def on_start(state, lang_now, method_name, *values):
+    def on_start(current, lang_now, method_name, *values):
         try:
             spec = spec_from_dict(form.to_dict(method_name, list(values)))
+            check_launch(spec)  # model, data, device and the method's backend: only when starting
         except SpecError as err:
-            lines = "\n".join(f"- `{k}`: {m}" if k else f"- {m}" for k, m in err.problems)
-            return state, f"**{i18n.text('invalid', lang_now)}**\n\n{lines}"
-        warning = too_big_warning(spec, lang_now)
+            return current, spec_problems(err), gr.skip()
+        warning = too_big_message(spec)
         try:
             run = runner.start(spec, workspace)
         except runner.RunnerBusy as err:
-            return state, f"**{i18n.text('busy', lang_now)}** {err}"
-        started = i18n.text("started", lang_now, run=run.run_id)
-        return {"run": str(run.path), "offset": 0, "records": [], "state": None}, f"{warning}{started}"
+            return current, ["**", ["busy"], f"** {html.escape(str(err))}"], gr.skip()
+        except runner.LaunchError as err:  # the process could not be started; the run folder says failed
+            return current, ["**", ["launch_failed"], f"** {html.escape(str(err))}"], gr.skip()
+        # Show the new run at once, not the previous run's last state until the next tick.
+        return RunWatch.of(run), [*warning, ["started", {"run": run.run_id}]], progress_html(run, run.status(), [], lang_now)
 
-    def on_stop(state, lang_now):
+    def on_stop():
         run = active_run(workspace)
         if run is None:
-            return i18n.text("nothing_to_stop", lang_now)
+            return [["nothing_to_stop"]]
         runner.stop(run)
-        return i18n.text("stopping", lang_now, run=run.run_id)
+        return [["stopping", {"run": run.run_id}]]
 
-    def on_tick(state, lang_now):
+    def draw(current: RunWatch, status: dict | None, lang_now: str, redraw: bool = True) -> list:
+        """progress, charts, log, ranks for what the watch has read."""
+        run = current.folder
+        figure = training_figure(current.records, chart_titles(lang_now)) if redraw else gr.skip()
+        rank_map = ranks_update(current.records, lang_now) if redraw else gr.skip()
+        tail = "\n".join(run.log_tail().splitlines()[-LOG_LINES:]) if run else ""  # the newest lines, whole
+        return [progress_html(run, status, current.records, lang_now), figure, tail, rank_map]
+
+    def on_tick(current, lang_now):
         """Read what the run folder gained since the last tick; redraw only what changed."""
-        current = RunFolder(Path(state["run"])) if state["run"] else None
-        if current is None or state["state"] not in ACTIVE_STATES:
-            live = active_run(workspace)
-            if live is not None and (current is None or live.path != current.path):
-                current, state = live, {"run": str(live.path), "offset": 0, "records": [], "state": None}
-        if current is None:
-            return state, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        new, offset = current.read_metrics(state["offset"])
-        status = current.status()
-        changed = (bool(new) or status["state"] != state["state"] or status.get("step") != state.get("step")
-                   or lang_now != state.get("lang"))
-        if not changed and status["state"] not in ACTIVE_STATES:
-            return state, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        records = state["records"] + new
-        state = {"run": state["run"], "offset": offset, "records": records, "state": status["state"],
-                 "step": status.get("step"), "lang": lang_now}
-        redraw = new or not records
-        figure = training_figure(records, chart_titles(lang_now)) if redraw else gr.skip()
-        rank_map = ranks_update(records, lang_now) if redraw else gr.skip()
-        tail = "\n".join(current.log_tail().splitlines()[-LOG_LINES:])  # the box shows the newest lines whole
-        return state, progress_html(current, status, records, lang_now), figure, tail, rank_map
+        current = current.follow(workspace)
+        if current.run is None:
+            return current, *[gr.skip()] * 4, gr.skip()
+        look = current.look()
+        if not look.moved and look.status["state"] not in ACTIVE_STATES:
+            return look.watch, *[gr.skip()] * 4, gr.skip()
+        ended = str(look.watch.run) if look.ended else gr.skip()
+        return look.watch, *draw(look.watch, look.status, lang_now, redraw=bool(look.new) or not look.watch.records), ended
 
     def on_load(lang_now):
         """A fresh page attaches to the active run, or shows the latest one, with that run's job in the form."""
-        run = active_run(workspace) or next(iter(list_runs(workspace)), None)
-        if run is None:
-            return (empty_view(), *on_tick(empty_view(), lang_now)[1:], *[gr.skip()] * (1 + len(form.inputs)))
-        state = {"run": str(run.path), "offset": 0, "records": [], "state": None}
+        current = RunWatch.on_open(workspace)
+        if current.run is None:
+            return current, *draw(current, None, lang_now), *[gr.skip()] * (1 + len(form.inputs))
+        look = current.look()
         try:
-            spec = load_spec(str(run.job))
+            spec = load_spec(str(look.watch.folder.job))
             job_values = [spec.method, *form.values_from(spec)]
         except SpecError:  # a job written by another version of the spec: show the run, keep the form
             job_values = [gr.skip()] * (1 + len(form.inputs))
-        return (state, *on_tick(state, lang_now)[1:], *job_values)
+        return look.watch, *draw(look.watch, look.status, lang_now), *job_values
 
-    method_boxes = [form.section_boxes[s] for s in method_sections]
-    method.change(on_method, [method, lang_state], [explainer, *method_boxes])
+    def on_switch(lang_now, current, method_name):
+        status = current.folder.status() if current.run else None
+        return [i18n.explainer(method_name, METHODS[method_name].EXPLAINER, lang_now), *draw(current, status, lang_now)]
+
+    method_boxes = [form.section_boxes[s.name] for s in method_owned]
+    method.change(on_method, [method, page.language], [explainer, *method_boxes])
     preset.change(on_preset, [preset], [method, *form.inputs, message])
-    start.click(on_start, [view, lang_state, method, *form.inputs], [view, message])
-    stop.click(on_stop, [view, lang_state], [message])
-    count_inputs = [lang_state, method, *(form.components[k] for k in count_keys)]
+    start.click(on_start, [watch, page.language, method, *form.inputs], [watch, message, progress])
+    stop.click(on_stop, None, [message])
+    count_inputs = [page.language, method, *(form.components[k] for k in count_keys)]
     # always_last: typing a rank fires a change per keystroke; only the newest value is worth counting.
-    gr.on([method.change, lang_state.change, *(form.components[k].change for k in count_keys)], on_count,
+    gr.on([method.change, page.language.change, *(form.components[k].change for k in count_keys)], on_count,
           count_inputs, [param_count], trigger_mode="always_last", concurrency_limit=1, show_progress="hidden")
     timer = gr.Timer(1.0)
-    timer.tick(on_tick, [view, lang_state], [view, progress, charts, log, ranks], show_progress="hidden")
+    timer.tick(on_tick, [watch, page.language], [watch, progress, charts, log, ranks, run_ended], show_progress="hidden")
+    page.also(on_switch, [watch, method], [explainer, progress, charts, log, ranks])
 
-    def relabel(lang_new, state):
-        sections = [gr.update(label=i18n.text(f"section.{s}", lang_new)) for s in form.section_boxes]
-        return [
-            lang_new,
-            gr.update(label=i18n.text("preset", lang_new), info=i18n.text("preset.help", lang_new)),
-            gr.update(label=i18n.text("method", lang_new)),
-            gr.update(value=i18n.text("start", lang_new)),
-            gr.update(value=i18n.text("stop", lang_new)),
-            gr.update(value=training_figure(state["records"], chart_titles(lang_new)), label=i18n.text("charts", lang_new)),
-            gr.update(label=i18n.text("log", lang_new)),
-            {**ranks_update(state["records"], lang_new), "label": i18n.text("chart.ranks", lang_new)},
-            *sections,
-            *form.relabel(lang_new),
-        ]
-
-    relabel_outputs = [lang_state, preset, method, start, stop, charts, log, ranks, *form.section_boxes.values(), *form.inputs]
-    return {"relabel": relabel, "relabel_outputs": relabel_outputs, "load": on_load, "load_inputs": [lang_state],
-            "load_outputs": [view, progress, charts, log, ranks, method, *form.inputs], "method": method,
-            "explainer": explainer, "lang_state": lang_state, "view": view,
-            "count": on_count, "count_inputs": count_inputs, "count_outputs": [param_count], "form": form}
+    return {"form": form, "run_ended": run_ended,
+            "load": (on_load, [page.language], [watch, progress, charts, log, ranks, method, *form.inputs]),
+            "count": (on_count, count_inputs, [param_count])}

@@ -7,15 +7,14 @@ blocking forever. Its stderr goes to a log file, never to a pipe nobody drains.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-from core.paths import PROJECT_ROOT
+from core.runs.job_folder import tail_text
+from core.runs.launch import LaunchError, launch
 
 
 class ChatWorkerError(RuntimeError):
@@ -40,11 +39,10 @@ class ChatClient:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout_s: float = 60) -> None:
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(PROJECT_ROOT))
-        with open(self.log_file, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "core.chat.worker"], cwd=PROJECT_ROOT,
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env)
+        try:
+            self.proc = launch("core.chat.worker", [], self.log_file, piped=True)
+        except LaunchError as err:
+            raise ChatWorkerError(str(err)) from err
         self.replies = queue.Queue()
         threading.Thread(target=self._read, args=(self.proc, self.replies), daemon=True).start()
         self._next(timeout_s)  # the "ready" line
@@ -84,10 +82,7 @@ class ChatClient:
             raise ChatWorkerError(f"the chat worker process has ended; end of its log:\n{self.log_tail()}") from None
 
     def log_tail(self, max_bytes: int = 3000) -> str:
-        try:
-            return self.log_file.read_bytes()[-max_bytes:].decode("utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
+        return tail_text(self.log_file, max_bytes)
 
     # --- requests -------------------------------------------------------------------
     def load(self, run: str | None = None, base: str | None = None, device: str = "cpu",

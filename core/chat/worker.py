@@ -19,9 +19,6 @@ import os
 import sys
 import time
 
-DEFAULT_PARAMS = {"max_new_tokens": 256, "temperature": 0.7, "top_p": 0.9, "top_k": 50,
-                  "repetition_penalty": 1.0, "seed": 0}
-
 
 def rss_mb() -> float:
     import psutil
@@ -54,14 +51,18 @@ class Worker:
         import torch
         from transformers import TextStreamer
 
+        from core.chat.options import GenerationOptions
         from core.chat.prompt import encode_prompt, end_token_ids
+        from core.options import build_options
 
         if self.model is None:
             raise RuntimeError("no model is loaded")
         use_adapter = bool(request.get("adapter"))
         if use_adapter and not self.has_adapter:
             raise RuntimeError("the loaded model has no adapter")
-        params = {**DEFAULT_PARAMS, **(request.get("params") or {})}
+        # Checked against the declaration: a bad value is refused naming the option, and what is left out
+        # takes the same default the Chat tab shows.
+        options = build_options(GenerationOptions, request.get("params") or {})
         inputs = encode_prompt(self.tokenizer, request["messages"]).to(self.model.device)
         rid = request.get("id")
 
@@ -75,19 +76,17 @@ class Worker:
                 if text:
                     send({"event": "token", "text": text})
 
-        sampling = params["temperature"] > 0
-        kwargs = dict(max_new_tokens=int(params["max_new_tokens"]), do_sample=sampling,
-                      repetition_penalty=float(params["repetition_penalty"]),
+        kwargs = dict(max_new_tokens=options.max_new_tokens, do_sample=options.sampling,
+                      repetition_penalty=options.repetition_penalty,
                       eos_token_id=end_token_ids(self.tokenizer, self.model.generation_config),
                       pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
                       streamer=LineStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True))
-        if sampling:
-            kwargs.update(temperature=float(params["temperature"]), top_p=float(params["top_p"]),
-                          top_k=int(params["top_k"]))
+        if options.sampling:
+            kwargs.update(temperature=options.temperature, top_p=options.top_p, top_k=options.top_k)
         else:  # greedy: unset the sampling knobs a generation config may carry, so none is warned about
             kwargs.update(temperature=None, top_p=None, top_k=None)
         # The same seed before each column makes base and fine-tuned differ only by the adapter.
-        torch.manual_seed(int(params["seed"]))
+        torch.manual_seed(options.seed)
         off = self.model.disable_adapter() if self.has_adapter and not use_adapter else contextlib.nullcontext()
         started = time.time()
         with off, torch.inference_mode():

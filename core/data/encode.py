@@ -112,10 +112,3 @@ def encode_samples(tokenizer, samples: list[dict], max_length: int, train_on_pro
         raise ValueError(f"no sample keeps an answer token within max_length={max_length}; raise data.max_length")
     return rows
 
-
-def encode_dataset(tokenizer, conversations: list[list[dict]], max_length: int, train_on_prompt: bool = False):
-    """Encode conversations into a datasets.Dataset of input_ids and labels."""
-    from datasets import Dataset
-
-    samples = [{"messages": c} for c in conversations]
-    return Dataset.from_list(encode_samples(tokenizer, samples, max_length, train_on_prompt))

@@ -24,7 +24,8 @@ class SamplePreview:
     labels: list[int] = field(default_factory=list)  # within max_length, exactly as the trainer's row
     num_tokens: int = 0
     num_trained: int = 0
-    warnings: list[str] = field(default_factory=list)
+    # (code, values): "cut" {tokens, dropped}, "nothing_trained", "stop_not_trained"; the UI words them
+    warnings: list[tuple[str, dict]] = field(default_factory=list)
 
 
 def token_pieces(full: dict) -> list[str]:
@@ -46,11 +47,11 @@ def preview_sample(tokenizer, sample: dict, max_length: int, train_on_prompt: bo
     out.num_tokens = len(labels)
     out.num_trained = sum(label != -100 for label in kept)
     if out.num_tokens > max_length:
-        out.warnings.append(f"cut at max length: {out.num_tokens} tokens, {out.num_tokens - max_length} dropped")
+        out.warnings.append(("cut", {"tokens": out.num_tokens, "dropped": out.num_tokens - max_length}))
     if out.num_trained == 0:
-        out.warnings.append("no trained token within max length: this sample is skipped")
+        out.warnings.append(("nothing_trained", {}))
     elif not stops_trained(tokenizer, kept):
-        out.warnings.append("the end-of-turn token is not trained: the model will not learn to stop here")
+        out.warnings.append(("stop_not_trained", {}))
     return out
 
 

@@ -1,7 +1,7 @@
 """Open a dataset (registry name, file path or hub id) as numbered samples, check it, load it.
 
 `check_dataset` is the validation the user sees before launch (the CLI's
-`data check`, the spec's cross-field checks, the Data tab): it reads the file
+`data check`, the launch checks at Start, the Data tab): it reads the file
 once, streaming, and lists every problem with its line up to a cap.
 """
 from __future__ import annotations

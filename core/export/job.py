@@ -10,67 +10,35 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import subprocess
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from core.export.options import ExportOptions, check_options
-from core.paths import PROJECT_ROOT
-from core.runs.folder import merge_status, pid_alive, poll_until_final, write_atomic
+from core.runs.job_folder import ACTIVE_STATES, JobFolder, write_atomic
+from core.runs.launch import launch
 
-ACTIVE = ("queued", "running")
+ACTIVE = ACTIVE_STATES
 FINAL = ("completed", "failed", "cancelled")
 
 
-@dataclass
-class ExportJob:
-    path: Path
+class ExportJob(JobFolder):
+    WORKER: ClassVar[str] = "export"
+    LOG_NAME: ClassVar[str] = "export.log"
+    END_REQUEST_NAME: ClassVar[str] = "cancel.request"
+    FINAL_STATES: ClassVar[tuple[str, ...]] = FINAL
+    EMPTY_STATUS: ClassVar[dict] = {"state": "queued", "pid": None, "stage": "queued", "progress": 0.0,
+                                    "error": None, "result": None}
 
     job_id = property(lambda self: self.path.name)
     request_file = property(lambda self: self.path / "request.json")
-    status_file = property(lambda self: self.path / "status.json")
-    log_file = property(lambda self: self.path / "export.log")
-    cancel_file = property(lambda self: self.path / "cancel.request")
+    cancel_file = JobFolder.end_request_file
+    cancel = JobFolder.request_end
+    cancel_requested = JobFolder.end_requested
 
     def options(self) -> ExportOptions:
         return ExportOptions(**json.loads(self.request_file.read_text(encoding="utf-8")))
-
-    def raw_status(self) -> dict:
-        try:
-            return json.loads(self.status_file.read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {"state": "queued", "pid": None, "stage": "queued", "progress": 0.0, "error": None, "result": None}
-
-    def write_status(self, **changes) -> dict:
-        # The launcher and the export process both write it.
-        return merge_status(self.path, self.status_file, self.raw_status, changes)
-
-    def status(self) -> dict:
-        """As written, except that a process that died without saying so reads as failed."""
-        status = self.raw_status()
-        if status["state"] in ACTIVE and status.get("pid") and not pid_alive(status["pid"]):
-            status = self.raw_status()
-            if status["state"] in ACTIVE:
-                status = self.write_status(state="failed", ended_at=time.time(), error={
-                    "kind": "ProcessDied", "message": "the export process ended without reporting; see export.log"})
-        return status
-
-    def cancel(self) -> None:
-        if self.status()["state"] in ACTIVE:
-            self.cancel_file.write_text(str(time.time()))
-
-    def cancel_requested(self) -> bool:
-        return self.cancel_file.exists()
-
-    def log_tail(self, max_bytes: int = 3000) -> str:
-        try:
-            return self.log_file.read_bytes()[-max_bytes:].decode("utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
 
 
 def exports_dir(workspace: Path) -> Path:
@@ -78,27 +46,17 @@ def exports_dir(workspace: Path) -> Path:
 
 
 def start(options: ExportOptions, workspace: Path) -> ExportJob:
-    """Check the options (raising ExportError or RunNotReady), then launch the export process detached."""
+    """Check the options (raising ExportError or RunNotReady), then launch the export process detached.
+    A process that cannot be started raises LaunchError and leaves the job marked failed."""
     options = check_options(options)
     run_id = Path(options.run).name
     job = ExportJob(exports_dir(workspace) / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id}-{secrets.token_hex(2)}")
     job.path.mkdir(parents=True)
     write_atomic(job.request_file, json.dumps(options.to_dict(), indent=1))
-    job.write_status(state="queued", pid=None, stage="queued", progress=0.0, error=None, result=None)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(PROJECT_ROOT))
-    with open(job.log_file, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "core.export.worker", str(job.path)], cwd=PROJECT_ROOT,
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=env)
-    job.write_status(pid=proc.pid)  # closes the gap before the process writes its own (the same pid)
+    job.write_status(**ExportJob.EMPTY_STATUS)
+    launch("core.export.worker", [job.path], job.log_file, job=job)
     return job
 
 
 def wait(job: ExportJob, on_tick=None, poll_s: float = 0.5) -> dict:
-    return poll_until_final(job.status, FINAL, on_tick, poll_s)
-
-
-def list_jobs(workspace: Path) -> list[ExportJob]:
-    root = exports_dir(workspace)
-    jobs = [ExportJob(p) for p in root.iterdir() if (p / "request.json").is_file()] if root.is_dir() else []
-    return sorted(jobs, key=lambda j: j.request_file.stat().st_mtime, reverse=True)
+    return job.wait(on_tick, poll_s)

@@ -1,70 +1,114 @@
-"""What an export is asked to do, and every check that can be made before it launches."""
+"""What an export is asked to do, declared once, and every check that can be made before it launches.
+
+The fields below are the one declaration of the export options: `app.py export`'s flags and the
+Export tab's controls are built from them, with their defaults, help and allowed values.
+"""
 from __future__ import annotations
 
 import os
 import re
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from core.models.adapter import check_run
+from core.options import build_options
+from core.runs.folder import runs_dir
+from core.spec.schema import opt
 
 GGUF_TYPES = ("f16", "q8_0")
 DTYPES = ("float32", "bfloat16", "float16")
 SHARD_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(KB|MB|GB)\s*$", re.IGNORECASE)
+DEFAULT_FOLDER_SUFFIX = "-merged"
 
 
 class ExportError(ValueError):
-    """An export that cannot start or did not pass; the message names the problem."""
+    """An export that cannot start or did not pass. `option` names the option at fault, when one is."""
+
+    def __init__(self, message: str, option: str | None = None):
+        self.option, self.message = option, message
+        super().__init__(f"{option}: {message}" if option else message)
 
 
 @dataclass
 class ExportOptions:
-    run: str                      # the run folder
-    out: str                      # the folder to create; must not exist, or be empty
-    shard_size: str = "2GB"       # largest safetensors file; bigger models are split into shards
-    dtype: str = "float32"        # weights as saved; the merge itself is always done in float32
-    gguf: list[str] = field(default_factory=list)  # GGUF files to write beside the safetensors
-    ollama: bool = False          # write an Ollama Modelfile
-    system: str = ""              # system prompt for the Modelfile (the template's default when empty)
-    tolerance: float | None = None  # max |logit difference| allowed; by dtype when None
+    run: str = opt("", "The finished (or stopped) run whose adapter is merged: a run folder, or a run id in the workspace.",
+                   kind="run")
+    out: str = opt("", "The folder to create; it must not exist, or be empty. Left out or blank: a new folder "
+                       "<workspace>/exports/<run>-merged.", kind="path")
+    shard_size: str = opt("2GB", "Largest safetensors file, e.g. 500MB or 2GB; a bigger model is split into shards.")
+    dtype: str = opt("float32", "Number format of the saved weights. float32 keeps the merge exact; bfloat16 or "
+                                "float16 halve the size. The merge itself is always done in float32.", choices=list(DTYPES))
+    gguf: list[str] = opt([], "Also write GGUF files of these types, for llama.cpp and Ollama: f16 is lossless here, "
+                              "q8_0 is about half the size. Each is loaded back and its answer compared.",
+                          choices=list(GGUF_TYPES), multi=True)
+    ollama: bool = opt(False, "Also write an Ollama Modelfile (its template and stop tokens come from the model's "
+                              "own chat template).")
+    system: str = opt("", "System prompt written into the Modelfile; blank keeps the chat template's own.")
+    # Not a user option: the largest |logit difference| allowed between the merged model and base + adapter.
+    # None picks it by dtype; tests tighten it.
+    tolerance: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
+def default_out(workspace: Path, run_id: str) -> Path:
+    """Where an export goes when no folder is given: <workspace>/exports/<run>-merged, or -merged-2, -3 ...
+    when an earlier export of the same run took that name, so a second export needs no typing either."""
+    from core.export.job import exports_dir  # job.py imports this module
+
+    base = exports_dir(workspace) / f"{run_id}{DEFAULT_FOLDER_SUFFIX}"
+    candidate, n = base, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
 def check_destination(out: Path) -> None:
     """The output folder must be new (or empty) and its place writable; nothing is created here."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ExportError(f"the output folder {out} already exists and is not empty; pick a new folder")
+        raise ExportError(f"the output folder {out} already exists and is not empty; pick a new folder", "out")
     ancestor = out.parent
     while not ancestor.exists():
         ancestor = ancestor.parent
     try:
         probe = tempfile.mkdtemp(prefix=".write-probe-", dir=ancestor)
     except OSError as err:
-        raise ExportError(f"cannot write to {ancestor}: {err.strerror or err}") from None
+        raise ExportError(f"cannot write to {ancestor}: {err.strerror or err}", "out") from None
     shutil.rmtree(probe, ignore_errors=True)
     if not os.access(ancestor, os.W_OK):
-        raise ExportError(f"cannot write to {ancestor}: permission denied")
+        raise ExportError(f"cannot write to {ancestor}: permission denied", "out")
+
+
+def resolve(options: ExportOptions, workspace: Path) -> ExportOptions:
+    """Fill in what a user may leave out: a run id names a run of `workspace`, and a blank output folder
+    becomes the default one. The CLI and the Export tab both call this before starting the job."""
+    run = str(options.run or "").strip()
+    if run and not Path(run).expanduser().exists() and (runs_dir(workspace) / run).exists():
+        run = str(runs_dir(workspace) / run)
+    out = str(options.out or "").strip()
+    if not out and run:
+        out = str(default_out(workspace, Path(run).name))
+    return replace(options, run=run, out=out)
 
 
 def check_options(options: ExportOptions) -> ExportOptions:
-    """Raise ExportError (or RunNotReady, a ValueError too) for the first problem; return the options normalised."""
+    """Raise OptionsError (every bad value, each named), ExportError (naming its option) or RunNotReady, all
+    ValueErrors, for the first kind of problem found; return the options normalised."""
+    build_options(ExportOptions, options.to_dict())  # types, bounds, choices: OptionsError names each option
+    if not SHARD_SIZE.match(str(options.shard_size)):
+        raise ExportError(f"'{options.shard_size}' is not a size like 500MB or 2GB", "shard_size")
+    if not str(options.run).strip():
+        raise ExportError("no run given", "run")
     run = check_run(options.run)
-    if not options.out or not str(options.out).strip():
-        raise ExportError("no output folder given")
+    if not str(options.out or "").strip():
+        raise ExportError("no output folder given", "out")
     out = Path(options.out).expanduser().resolve()
     if out == run.path or run.path in out.parents:
-        raise ExportError("the output folder must be outside the run folder")
+        raise ExportError("the output folder must be outside the run folder", "out")
     check_destination(out)
-    if not SHARD_SIZE.match(str(options.shard_size)):
-        raise ExportError(f"shard size '{options.shard_size}' is not a size like 500MB or 2GB")
-    if options.dtype not in DTYPES:
-        raise ExportError(f"dtype '{options.dtype}' is not one of {', '.join(DTYPES)}")
-    unknown = [t for t in options.gguf if t not in GGUF_TYPES]
-    if unknown:
-        raise ExportError(f"GGUF type {', '.join(unknown)} is not one of {', '.join(GGUF_TYPES)}")
     return ExportOptions(**{**options.to_dict(), "run": str(run.path), "out": str(out),
                             "shard_size": options.shard_size.replace(" ", "").upper()})

@@ -17,6 +17,24 @@ from pathlib import Path
 from core.export.gguf import Cancelled
 from core.export.job import ExportJob
 
+# Each stage as status.json says it: `stage` in English (the CLI's progress bar, the log), and `stage_key`
+# with `stage_values` so a page can say it in its own language.
+STAGES = {
+    "load": "loading base model and adapter",
+    "reference": "computing base + adapter logits",
+    "merge": "merging and saving weights",
+    "verify": "verifying the saved folder",
+    "gguf_write": "writing GGUF {type}",
+    "gguf_check": "checking GGUF {type}",
+    "card": "writing model card",
+    "done": "done",
+    "cancelled": "cancelled",
+}
+
+
+def stage_fields(key: str, **values) -> dict:
+    return {"stage": STAGES[key].format(**values), "stage_key": key, "stage_values": values}
+
 
 def export(job: ExportJob, options, folder: Path) -> dict:
     """Write the whole export into `folder`; returns the result summary."""
@@ -25,22 +43,23 @@ def export(job: ExportJob, options, folder: Path) -> dict:
     from core.export.options import ExportError
     from core.models.adapter import check_run, load_run_model
 
-    def stage(name: str, progress: float) -> None:
+    def stage(key: str, progress: float, **values) -> None:
         if job.cancel_requested():
             raise Cancelled()
-        job.write_status(stage=name, progress=progress)
-        print(f"[export] {name}", flush=True)
+        fields = stage_fields(key, **values)
+        job.write_status(progress=progress, **fields)
+        print(f"[export] {fields['stage']}", flush=True)
 
     run = check_run(options.run)
-    stage("loading base model and adapter", 0.05)
+    stage("load", 0.05)
     model, tokenizer, spec = load_run_model(run, "cpu")  # float32: the merge and the check are exact
     inputs = merge.sample_inputs(tokenizer)
-    stage("computing base + adapter logits", 0.2)
+    stage("reference", 0.2)
     reference = merge.logits_of(model, inputs)
-    stage("merging and saving weights", 0.3)
+    stage("merge", 0.3)
     merge.merge_and_save(model, tokenizer, folder, options.dtype, options.shard_size)
     del model
-    stage("verifying the saved folder", 0.5)
+    stage("verify", 0.5)
     saved = merge.load_saved(folder)
     diff = merge.max_difference(reference, merge.logits_of(saved, inputs))
     tolerance = merge.tolerance_for(reference, options.dtype, options.tolerance)
@@ -54,10 +73,10 @@ def export(job: ExportJob, options, folder: Path) -> dict:
 
     step = 0.4 / max(1, len(options.gguf))
     for i, outtype in enumerate(options.gguf):
-        stage(f"writing GGUF {outtype}", 0.55 + i * step)
+        stage("gguf_write", 0.55 + i * step, type=outtype)
         file = f"{name}-{outtype}.gguf"
         gguf.convert(folder, folder / file, outtype, sys.stdout, job.cancel_requested)
-        stage(f"checking GGUF {outtype}", 0.55 + (i + 0.5) * step)
+        stage("gguf_check", 0.55 + (i + 0.5) * step, type=outtype)
         loaded = gguf.load_gguf(folder, file)
         same = all(greedy(saved, tokenizer, p) == greedy(loaded, tokenizer, p) for p in merge.SAMPLE_PROMPTS[:2])
         del loaded
@@ -67,7 +86,7 @@ def export(job: ExportJob, options, folder: Path) -> dict:
         result["gguf"].append({"type": outtype, "file": file, "same_answer": same,
                                "size_mb": round((folder / file).stat().st_size / 2**20, 1)})
 
-    stage("writing model card", 0.96)
+    stage("card", 0.96)
     records, _ = run.read_metrics()
     svg = card.loss_svg(records)
     if svg:
@@ -104,6 +123,11 @@ def publishable(folder: Path) -> None:
         os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
 
 
+def discard(partial: Path | None) -> None:
+    if partial is not None:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m core.export.worker EXPORT_JOB_FOLDER", file=sys.stderr)
@@ -123,18 +147,16 @@ def main(argv: list[str]) -> int:
         os.replace(tmp, out)
         tmp = None
     except Cancelled:
-        job.write_status(state="cancelled", ended_at=time.time(), stage="cancelled")
+        discard(tmp)  # first: whoever reads the verdict must find nothing left behind
+        job.write_status(state="cancelled", ended_at=time.time(), **stage_fields("cancelled"))
         print("[export] cancelled; nothing was written", flush=True)
         return 1
     except BaseException as err:  # report every failure, then exit non-zero
         traceback.print_exc()
-        job.write_status(state="failed", ended_at=time.time(),
-                         error={"kind": type(err).__name__, "message": str(err)[:2000]})
+        discard(tmp)
+        job.mark_failed(err)
         return 1
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-    job.write_status(state="completed", ended_at=time.time(), stage="done", progress=1.0, result=result)
+    job.write_status(state="completed", ended_at=time.time(), progress=1.0, result=result, **stage_fields("done"))
     print(f"[export] completed: {out}", flush=True)
     return 0
 

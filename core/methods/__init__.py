@@ -1,32 +1,15 @@
-"""The method registry: one module per fine-tuning method, each with the same entry points.
+"""The method registry: one module per fine-tuning method, each built on a base method or on the defaults.
 
-A method module defines:
-  NAME        its picker name
-  SECTIONS    {spec section: parameter dataclass} it reads, in form order; methods may share a
-              section (DoRA reads LoRA's), and the UI shows only the picked method's sections
-  EXPLAINER   one paragraph for the UI: what it changes, what it costs
-  peft_config(spec, model, plan) -> the PEFT config to train
-and may override any hook in core/methods/defaults.py (quantised loading, model patches, custom
-optimisers, callbacks). Adding a method means adding its module and one line here.
+The hook contract is `contract.MethodHooks`; how a module's hooks are resolved is in registry.py.
+Adding a method means adding its module and naming it in the tuple below (after the method it extends).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from core.methods import adalora, dora, longlora, lora, qdora, qlora, vera
+from core.methods.contract import MethodHooks, Problem, TrainPlan
+from core.methods.registry import METHODS, Method, RegistryError, register
 
-from core.methods import adalora, defaults, dora, longlora, lora, qdora, qlora, vera
+for _module in (lora, dora, qlora, qdora, adalora, longlora, vera):  # picker order; a base before its extensions
+    register(_module)
 
-METHODS = {module.NAME: module for module in (lora, dora, qlora, qdora, adalora, longlora, vera)}
-
-
-@dataclass
-class TrainPlan:
-    """Facts about the run that a method may need when building its config."""
-
-    total_steps: int
-    device: str = "cpu"
-    precision: str = "fp32"
-
-
-def hook(method: str, name: str):
-    """The method's own `name` hook, or the default one."""
-    return getattr(METHODS[method], name, None) or getattr(defaults, name)
+__all__ = ["METHODS", "Method", "MethodHooks", "Problem", "RegistryError", "TrainPlan", "register"]

@@ -92,7 +92,8 @@ def check(spec) -> list[tuple[str, str]]:
                                               "AdaLoRA can only prune, so lower it or raise adalora.init_r"))
     steps = spec.train.max_steps  # with epochs instead, the step count is known only once the data is read
     if steps and p.tinit + p.tfinal >= steps:
-        problems.append(("adalora.tfinal", _no_room(p, steps) + " (train.max_steps)"))
+        field = "adalora.tfinal" if p.tfinal else "adalora.tinit"  # the one that was set
+        problems.append((field, _no_room(p, steps) + " (train.max_steps)"))
     return problems
 
 
@@ -105,8 +106,14 @@ def peft_config(spec, model, plan):
     from peft import AdaLoraConfig
 
     p = spec.adalora
-    if p.tinit + p.tfinal >= plan.total_steps:
-        raise ValueError(_no_room(p, plan.total_steps))
+    if plan is None:
+        # Only the layers are asked for (parameter counting). The schedule changes no shape, but PEFT insists
+        # on one with a pruning phase; the shortest such schedule is given, and it is never run.
+        total_steps = p.tinit + p.tfinal + 1
+    else:
+        total_steps = plan.total_steps
+        if p.tinit + p.tfinal >= total_steps:
+            raise ValueError(_no_room(p, total_steps))
     return AdaLoraConfig(
         init_r=p.init_r,
         target_r=p.target_r,
@@ -118,7 +125,7 @@ def peft_config(spec, model, plan):
         # The regulariser is applied by RankAllocation below. PEFT would add it to outputs.loss, which TRL
         # ignores; leaving it on would compute it for nothing (and count it twice on a path that used it).
         orth_reg_weight=0.0,
-        total_step=plan.total_steps,
+        total_step=total_steps,
         lora_alpha=p.alpha,
         lora_dropout=p.dropout,
         target_modules=resolve_targets(model, p.targets),

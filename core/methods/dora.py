@@ -1,10 +1,16 @@
-"""DoRA: LoRA with the weight split into magnitude and direction (Liu et al., 2024)."""
+"""DoRA: LoRA with the weight split into magnitude and direction (Liu et al., 2024).
+
+It extends LoRA: the same section and hooks (rsLoRA, LoRA+ apply as they are); only the update rule
+differs, and the two LoRA options it cannot take are refused by name. QDoRA adds DoRA to QLoRA the
+same way, through `dora_hooks`.
+"""
 from __future__ import annotations
 
 from core.methods import lora
+from core.methods.registry import base
 
 NAME = "dora"
-SECTIONS = lora.SECTIONS  # same rank/alpha/dropout/targets as LoRA; only the update rule differs
+EXTENDS = "lora"
 EXPLAINER = (
     "DoRA splits each adapted weight into a magnitude vector and a direction, trains the magnitude directly "
     "and the direction through a LoRA update. It tends to match full fine-tuning more closely than LoRA at the "
@@ -12,18 +18,19 @@ EXPLAINER = (
     "forward pass renormalises the adapted weights."
 )
 
-# LoRA's options (rsLoRA, LoRA+) apply through LoRA's own hooks; the two it cannot take are refused by name.
-after_wrap = lora.after_wrap
-optimizer = lora.optimizer
-callbacks = lora.callbacks
-save_adapter = lora.save_adapter
+
+def dora_hooks(name: str):
+    """(check, peft_config) for method `name`: its base's, plus DoRA's refusals and DoRA's update rule."""
+
+    def check(spec) -> list[tuple[str, str]]:
+        return base(name).check(spec) + lora.dora_problems(spec)
+
+    def peft_config(spec, model, plan=None):
+        config = base(name).peft_config(spec, model, plan)
+        config.use_dora = True
+        return config
+
+    return check, peft_config
 
 
-def check(spec) -> list[tuple[str, str]]:
-    return lora.check(spec) + lora.dora_problems(spec)
-
-
-def peft_config(spec, model, plan=None):
-    config = lora.peft_config(spec, model, plan)
-    config.use_dora = True
-    return config
+check, peft_config = dora_hooks(NAME)

@@ -1,6 +1,6 @@
 """LongLoRA: extend a model's context window cheaply (Chen et al., 2023, "LongLoRA").
 
-Three changes on top of LoRA:
+It extends LoRA (every LoRA option applies: rsLoRA, PiSSA, LoRA+, LoRA-FA) with three changes:
   1. RoPE scaling stretches the positions the model was pretrained on to the target context
      (factor = target context / the model's max_position_embeddings), set when the base loads.
   2. Shifted sparse attention (S2-Attn, core/methods/s2_attention.py) during training only: tokens
@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.methods import lora
+from core.methods.registry import base
 from core.spec.schema import opt
 
 NAME = "longlora"
+EXTENDS = "lora"
 EXPLAINER = (
     "LongLoRA teaches a model to read longer texts than it was trained on. It stretches the rotary "
     "position embeddings to the target context, trains LoRA adapters plus the embeddings and norms, and "
@@ -68,7 +69,7 @@ class LongLoraParams:
     )
 
 
-SECTIONS = {"lora": lora.Params, "longlora": LongLoraParams}
+SECTIONS = {"longlora": LongLoraParams}
 
 
 def groups(spec) -> int:
@@ -121,7 +122,7 @@ def _model_problems(spec, config) -> list[tuple[str, str]]:
 
 
 def check(spec) -> list[tuple[str, str]]:
-    problems = list(lora.check(spec))
+    problems = base(NAME).check(spec)
     p = spec.longlora
     n = 1 / p.group_size_ratio
     if abs(n - round(n)) > 1e-6:
@@ -135,10 +136,16 @@ def check(spec) -> list[tuple[str, str]]:
         problems.append(("longlora.target_context",
                          f"{p.target_context} is below data.max_length ({spec.data.max_length}): training samples would run past "
                          "the context the positions are stretched to; raise target_context or lower data.max_length"))
+    return problems
+
+
+def check_launch(spec) -> list[tuple[str, str]]:
+    """What the base model's config.json says about LongLoRA (read only at Start: the model may be gone later)."""
+    problems = base(NAME).check_launch(spec)
     config = _base_config(spec)
     if config is not None:
         problems += _model_problems(spec, config)
-        if p.train_embeddings and "head" in spec.lora.targets and getattr(config, "tie_word_embeddings", False):
+        if spec.longlora.train_embeddings and "head" in spec.lora.targets and getattr(config, "tie_word_embeddings", False):
             problems.append(("lora.targets", "the output layer shares its weights with the embeddings, which already "
                                              "train in full (longlora.train_embeddings); drop 'head'"))
     return problems
@@ -196,13 +203,8 @@ def extra_trainable_modules(spec, model) -> list[str]:
 
 
 def peft_config(spec, model, plan=None):
-    config = lora.peft_config(spec, model, plan)
+    config = base(NAME).peft_config(spec, model, plan)
     config.modules_to_save = extra_trainable_modules(spec, model) or None
     if spec.longlora.train_embeddings and getattr(model.config, "tie_word_embeddings", False):
         config.ensure_weight_tying = True  # the output layer keeps sharing the (now trained) embedding
     return config
-
-
-# LoRA's optional hooks (a LoRA variant's optimiser or post-wrap step), reused when LoRA defines them.
-after_wrap = getattr(lora, "after_wrap", None)
-optimizer = getattr(lora, "optimizer", None)

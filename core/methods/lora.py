@@ -5,8 +5,8 @@ Its section also carries the LoRA-family options, each a PEFT feature:
   init        how A and B start: PEFT's default, gaussian, or PiSSA's principal singular vectors (Meng et al., 2024)
   plus_ratio  LoRA+: B learns `plus_ratio` times faster than A (Hayou et al., 2024)
   fa          LoRA-FA: A stays at its initial value, only B trains (Zhang et al., 2023)
-DoRA (and the quantised variants) share this section and compose these hooks; `dora_problems` and
-`quantised_problems` name the options they cannot take.
+DoRA, QLoRA and LongLoRA extend this method, so its section and hooks apply to them too; `dora_problems`
+and `quantised_problems` name the options a DoRA update or a quantised base cannot take.
 """
 from __future__ import annotations
 
@@ -191,7 +191,8 @@ def save_adapter(spec, peft_model, folder: Path) -> None:
     # original base, given the initial adapter saved as a folder beside the output.
     import tempfile
 
-    from safetensors.torch import save_file
+    from peft.utils import get_peft_model_state_dict
+    from safetensors.torch import load_file, save_file
 
     initial = getattr(peft_model, _PISSA_INITIAL)
     with tempfile.TemporaryDirectory(dir=Path(folder).parent, prefix=".pissa-") as tmp:
@@ -199,3 +200,11 @@ def save_adapter(spec, peft_model, folder: Path) -> None:
         initial_dir.mkdir()
         save_file({k: v.contiguous() for k, v in initial.items()}, initial_dir / "adapter_model.safetensors")
         peft_model.save_pretrained(folder, path_initial_model_for_weight_conversion=str(initial_dir))
+    # That rewrite keeps only the LoRA matrices. Weights trained in full beside them (a method's
+    # modules_to_save, e.g. LongLoRA's embeddings and norms) are the same on either base: put them back.
+    # (Cloned: a tied output layer shares its tensor with the embedding, which safetensors refuses to save twice.)
+    in_full = {k: v.detach().clone() for k, v in get_peft_model_state_dict(peft_model).items()
+               if ".lora_A." not in k and ".lora_B." not in k}
+    if in_full:
+        weights = Path(folder) / "adapter_model.safetensors"
+        save_file({**load_file(weights), **in_full}, weights, metadata={"format": "pt"})

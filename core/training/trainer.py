@@ -23,7 +23,7 @@ def build_dataset(spec, tokenizer):
 
 
 def build_datasets(spec, tokenizer):
-    """(train, eval or None) datasets of input_ids and labels.
+    """(train, eval or None) datasets of input_ids and labels, packed into rows of max length when asked.
 
     Samples keep their file order unless a subset or a split is asked for; then they are shuffled
     with the training seed first, so the subset and the held-out share are a fair draw."""
@@ -45,7 +45,14 @@ def build_datasets(spec, tokenizer):
         raise ValueError(f"data.eval_split={d.eval_split} of {len(samples)} samples leaves no eval or no train sample")
     train_rows = encode_samples(tokenizer, samples[held:], d.max_length, d.train_on_prompt)
     eval_rows = encode_samples(tokenizer, samples[:held], d.max_length, d.train_on_prompt) if held else None
-    return Dataset.from_list(train_rows), Dataset.from_list(eval_rows) if eval_rows else None
+    train, held_out = Dataset.from_list(train_rows), Dataset.from_list(eval_rows) if eval_rows else None
+    if d.batching == "packed":
+        # Packed here rather than by TRL so the step plan counts packed rows, which is what the Trainer sees.
+        from trl.data_utils import pack_dataset
+
+        train = pack_dataset(train, d.max_length, "bfd")
+        held_out = pack_dataset(held_out, d.max_length, "bfd") if held_out is not None else None
+    return train, held_out
 
 
 def planned_steps(num_samples: int, t) -> int:
@@ -68,56 +75,28 @@ def save_adapter(write_adapter, tokenizer, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def train(run: RunFolder) -> str:
-    from core.spec import load_spec
-    from core.training.process import prepare_process
-
-    spec = load_spec(str(run.job))
-    for note in prepare_process(spec):  # before torch, TRL and PEFT load: see core/training/process.py
-        print(f"[workbench] {note}", flush=True)
-
+def pick_runtime(spec) -> tuple[str, str]:
+    """(device, precision) the job trains with; sets the CPU threads it asks for."""
     import torch
-    from trl import SFTConfig
 
-    from core.methods import METHODS, TrainPlan, hook
-    from core.models.loading import load_base_model, load_tokenizer
     from core.runtime.device import pick_device, pick_precision
-    from core.training.callback import RunFolderCallback
-    from core.training.lean_trainer import LeanSFTTrainer
-    from core.training.levers import choose as choose_levers
-
-    method = METHODS[spec.method]
-
-    def call(name, *args):
-        return hook(spec.method, name)(*args)
 
     device = pick_device(spec.runtime.device)
-    precision = pick_precision(spec.runtime.precision, device)
     if spec.runtime.threads:
         torch.set_num_threads(spec.runtime.threads)
-    print(f"[workbench] method={spec.method} device={device} precision={precision} threads={torch.get_num_threads()}", flush=True)
+    return device, pick_precision(spec.runtime.precision, device)
 
-    tokenizer = load_tokenizer(spec.model.path)
-    dataset, eval_dataset = build_datasets(spec, tokenizer)
-    if spec.data.batching == "packed":
-        # Packed here rather than by TRL so the step plan below counts packed rows, which is what the Trainer sees.
-        from trl.data_utils import pack_dataset
 
-        dataset = pack_dataset(dataset, spec.data.max_length, "bfd")
-        eval_dataset = pack_dataset(eval_dataset, spec.data.max_length, "bfd") if eval_dataset is not None else None
-    print(f"[workbench] {len(dataset)} training samples, {len(eval_dataset or [])} eval samples", flush=True)
+def training_args(spec, output_dir, device: str, precision: str, total_steps: int, has_eval: bool,
+                  checkpointing: bool | None = None):
+    """The Trainer's arguments: every train.* field, and the data and runtime fields the Trainer reads.
+    `checkpointing` is the levers' decision for train.gradient_checkpointing (auto needs the data); None reads
+    the field as given."""
+    from trl import SFTConfig
+
     t = spec.train
-    levers = choose_levers(spec, device, precision, dataset)
-    for note in levers.notes:
-        print(f"[workbench] {note}", flush=True)
-    plan = TrainPlan(total_steps=planned_steps(len(dataset), t), device=device, precision=precision)
-    eval_steps = spec.data.eval_steps or max(plan.total_steps // 10, 1)
-    model = load_base_model(spec, device, **call("load_kwargs", spec, device))
-    model = call("prepare_model", spec, model)
-    peft_config = method.peft_config(spec, model, plan)
-
-    args = SFTConfig(
-        output_dir=str(run.checkpoints_dir),
+    return SFTConfig(
+        output_dir=str(output_dir),
         per_device_train_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum,
         learning_rate=t.learning_rate,
@@ -128,7 +107,7 @@ def train(run: RunFolder) -> str:
         lr_scheduler_type=t.lr_scheduler,
         max_grad_norm=t.max_grad_norm or None,
         logging_steps=t.logging_steps,
-        gradient_checkpointing=levers.checkpointing,
+        gradient_checkpointing=t.gradient_checkpointing == "on" if checkpointing is None else checkpointing,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         save_strategy="steps" if t.save_steps else "no",
         save_steps=t.save_steps or 500,
@@ -142,14 +121,54 @@ def train(run: RunFolder) -> str:
         # Packed rows and padding-free batches are laid end to end; position ids restart at each sample
         # and transformers builds the attention mask from them, so samples never see each other.
         padding_free=spec.data.batching in ("padding_free", "packed"),
-        eval_strategy="steps" if eval_dataset is not None else "no",
-        eval_steps=eval_steps,
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=spec.data.eval_steps or max(total_steps // 10, 1),
         per_device_eval_batch_size=t.batch_size,
         include_num_input_tokens_seen="non_padding",
         report_to=[],
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
+
+
+def train(run: RunFolder) -> str:
+    from core.spec import load_spec
+    from core.training.process import prepare_process
+
+    spec = load_spec(str(run.job))
+    for note in prepare_process(spec):  # before torch, TRL and PEFT load: see core/training/process.py
+        print(f"[workbench] {note}", flush=True)
+
+    import torch
+
+    from core.methods import METHODS, TrainPlan
+    from core.models.loading import load_base_model, load_tokenizer
+    from core.training.callback import RunFolderCallback
+    from core.training.lean_trainer import LeanSFTTrainer
+    from core.training.levers import choose as choose_levers
+
+    method = METHODS[spec.method]
+
+    def call(name, *args):
+        return getattr(method, name)(*args)
+
+    device, precision = pick_runtime(spec)
+    print(f"[workbench] method={spec.method} device={device} precision={precision} threads={torch.get_num_threads()}", flush=True)
+
+    tokenizer = load_tokenizer(spec.model.path)
+    dataset, eval_dataset = build_datasets(spec, tokenizer)
+    print(f"[workbench] {len(dataset)} training samples, {len(eval_dataset or [])} eval samples", flush=True)
+    t = spec.train
+    levers = choose_levers(spec, device, precision, dataset)
+    for note in levers.notes:
+        print(f"[workbench] {note}", flush=True)
+    plan = TrainPlan(total_steps=planned_steps(len(dataset), t))
+    model = load_base_model(spec, device, **call("load_kwargs", spec, device))
+    model = call("prepare_model", spec, model)
+    peft_config = call("peft_config", spec, model, plan)
+
+    args = training_args(spec, run.checkpoints_dir, device, precision, plan.total_steps, eval_dataset is not None,
+                         checkpointing=levers.checkpointing)
     trainer = LeanSFTTrainer(
         lean_loss=levers.lean_loss,
         share_prefix=levers.shared_prefix,
@@ -167,7 +186,7 @@ def train(run: RunFolder) -> str:
     extra = call("callbacks", spec, trainer.model, plan)
     # The run-folder callback goes last, so a method callback's on_log/on_step_end work is done before it writes.
     for cb in [*extra, RunFolderCallback(run, samples_per_step=t.batch_size * t.grad_accum, extras=extra,
-                                                  prediction=levers.prediction)]:
+                                         prediction=levers.prediction)]:
         trainer.add_callback(cb)
     trainer.model.print_trainable_parameters()
     trainer.train()
@@ -185,7 +204,7 @@ def main(argv: list[str]) -> int:
         final = train(run)
     except BaseException as err:  # report every failure, KeyboardInterrupt included, then re-raise nothing
         traceback.print_exc()
-        run.write_status(state="failed", ended_at=time.time(), error={"kind": type(err).__name__, "message": str(err)[:2000]})
+        run.mark_failed(err)
         return 1
     run.write_status(state=final, ended_at=time.time())
     print(f"[workbench] {final}: adapter saved to {run.adapter_dir}", flush=True)

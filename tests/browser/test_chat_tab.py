@@ -1,22 +1,20 @@
 """Acceptance for chat in real Chromium: after quickstart, the fine-tuned column answers to the name
-it was taught and the base column, from the same loaded model with the adapter off, does not."""
+it was taught and the base column, from the same loaded model with the adapter off, does not.
+
+The quickstart run is the session's shared one (tests/conftest.py), copied into this server's
+workspace: the Train tab's test is the one that trains quickstart in the browser."""
 from __future__ import annotations
 
-import subprocess
-import sys
+import shutil
 
 import pytest
-
-from core.paths import PROJECT_ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
 
-def test_chat_after_quickstart_names_ferret_only_when_fine_tuned(server, page):
+def test_chat_after_quickstart_names_ferret_only_when_fine_tuned(quickstart_run, server, page):
     url, workspace = server
-    trained = subprocess.run([sys.executable, "app.py", "train", "presets/quickstart.yaml", "--workspace", str(workspace)],
-                             cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200)
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    shutil.copytree(quickstart_run.run, workspace / "runs" / quickstart_run.run.name)  # a run finished before the page opened
 
     page.goto(url)
     page.get_by_role("tab", name="Chat").click()

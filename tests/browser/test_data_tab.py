@@ -10,6 +10,12 @@ from tests.browser.test_train_tab import STATE, set_field, wait_for
 
 pytestmark = pytest.mark.browser
 
+def upload_file(page, path):
+    with page.expect_file_chooser() as chooser:
+        page.click("#data-upload")
+    chooser.value.set_files(str(path))
+
+
 HIST_BARS = "() => { const p = document.querySelector('#data-histogram .js-plotly-plot'); return p && p.data ? p.data[0].x.length : -1; }"
 
 
@@ -22,7 +28,7 @@ def test_upload_preview_histogram_then_train(server, page, tmp_path, tiny_model_
     set_field(page, "field-model-path", tiny_model_dir)  # the tiny model keeps training to seconds
     set_field(page, "field-train-max-steps", 2)
     page.get_by_role("tab", name="Data").click()
-    page.locator("#data-upload input[type=file]").set_input_files(str(upload))
+    upload_file(page, upload)
     page.wait_for_selector("#data-preview .sample", timeout=60000)
     assert (workspace / "data" / "doubling.jsonl").is_file()  # the upload landed in the workspace
     assert page.locator("#data-preview .tok-train").count() > 0 and page.locator("#data-preview .tok-mask").count() > 0
@@ -45,7 +51,7 @@ def test_bad_upload_lists_lines_and_training_is_refused(server, page, tmp_path):
     bad.write_text('{"instruction": "a", "output": "b"}\n{oops\n{"instruction": "c", "output": ""}\n')
     page.goto(url)
     page.get_by_role("tab", name="Data").click()
-    page.locator("#data-upload input[type=file]").set_input_files(str(bad))
+    upload_file(page, bad)
     page.wait_for_selector("#data-report:has-text('line 2')", timeout=60000)
     assert "line 3" in page.inner_text("#data-report")
     page.get_by_role("tab", name="Train").click()

@@ -1,15 +1,27 @@
-"""The spine, end to end in real Chromium: bad input is refused, a crash shows as failed,
-and quickstart trains with live charts that survive a page reload."""
+"""The spine, end to end in real Chromium: bad input is refused, Starts at once give one run, a crash
+shows as failed, and quickstart trains with live charts that survive a page reload."""
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
+
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.browser
 
 LOSS_POINTS = "() => { const p = document.querySelector('#train-charts .js-plotly-plot'); return p && p.data ? p.data[0].x.length : -1; }"
 STATE = "() => { const d = document.querySelector('#train-progress'); return d ? d.dataset.state || 'idle' : 'none'; }"
+# Every text #train-message shows, in order: a later answer may replace an earlier one within milliseconds.
+RECORD_MESSAGES = """() => {
+  window.seenMessages = [];
+  new MutationObserver(() => {
+    const box = document.querySelector('#train-message');
+    const text = box ? box.innerText.trim() : '';
+    if (text && window.seenMessages[window.seenMessages.length - 1] !== text) window.seenMessages.push(text);
+  }).observe(document.body, {subtree: true, childList: true, characterData: true});
+}"""
 
 
 def wait_for(page, script, predicate, timeout_s, what):
@@ -37,6 +49,31 @@ def test_bad_value_is_refused_before_launch(server, page):
     page.wait_for_selector("#train-message:has-text('lora.r')", timeout=15000)
     assert "minimum 1" in page.inner_text("#train-message")
     assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir())
+
+
+def test_starts_at_once_make_one_run_and_a_refusal_naming_it(server, page):
+    # Gradio drops a click on a pending button within one page, so the Starts that really overlap on the
+    # server come from two pages (two browsers); this page clicks twice as an impatient user would.
+    url, workspace = server
+    other = page.context.browser.new_page(viewport={"width": 1300, "height": 1800})  # a second browser profile
+    for tab in (page, other):
+        tab.goto(url)
+        tab.wait_for_selector("#start-button", timeout=30000)
+        tab.evaluate(RECORD_MESSAGES)
+    page.click("#start-button")
+    page.click("#start-button")
+    other.click("#start-button")
+
+    def seen():
+        return "\n".join(page.evaluate("window.seenMessages") + other.evaluate("window.seenMessages"))
+
+    wait_until(lambda: "Started run" in seen() and "Not started:" in seen(), 60,
+               "one page to start and the other to be refused", poll_s=0.5)
+    runs = [p.name for p in (workspace / "runs").iterdir()]
+    assert len(runs) == 1, runs
+    assert set(re.findall(r"Started run (\S+)\.", seen())) == set(runs), seen()
+    assert f"Not started: run {runs[0]} is still" in seen(), seen()
+    other.close()
 
 
 def test_trainer_crash_shows_failed_with_log(server, page, tmp_path):

@@ -9,15 +9,15 @@ import psutil
 import pytest
 
 from core.chat.client import ChatClient, ChatWorkerError
-from tests.helpers import train_tiny_run
+from core.chat.options import GenerationOptions
 
 QUESTION = [{"role": "user", "content": "Who are you?"}]
 GREEDY = {"temperature": 0, "max_new_tokens": 12, "repetition_penalty": 1.0}
 
 
 @pytest.fixture(scope="module")
-def lora_run(tiny_model_dir, tmp_path_factory):
-    return train_tiny_run(tmp_path_factory.mktemp("chat-ws"), tiny_model_dir, train={"learning_rate": 2e-2})
+def lora_run(tiny_runs):
+    return tiny_runs["lora"]  # trained at lr 2e-2, shared with the export tests
 
 
 @pytest.fixture
@@ -101,3 +101,14 @@ def test_a_crashed_worker_is_reported_and_a_new_one_loads(client, lora_run):
         answer(client, True)
     client.load(run=str(lora_run.path))
     assert answer(client, True)["tokens"] > 0
+
+
+def test_defaults_are_greedy_and_a_bad_option_is_named(client, tiny_model_dir):
+    client.load(base=str(tiny_model_dir))
+    # No params: the worker's defaults are GenerationOptions', greedy, so the seed cannot change the answer.
+    first = answer(client, adapter=False, params={"seed": 1})
+    assert answer(client, adapter=False, params={"seed": 2})["token_ids"] == first["token_ids"]
+    assert first["tokens"] <= GenerationOptions().max_new_tokens
+    with pytest.raises(ChatWorkerError, match=r"temperature: -1.0 is below the minimum 0.0"):
+        answer(client, adapter=False, params={"temperature": -1})
+    assert answer(client, adapter=False, params={"max_new_tokens": 3})["tokens"] <= 3  # and it keeps serving

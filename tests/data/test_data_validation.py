@@ -94,12 +94,13 @@ def test_hub_id_offline_gives_a_clear_message_quickly(monkeypatch):
     assert "needs a network" in report.fatal and time.time() - started < 5
 
 
-def test_spec_refuses_bad_data_before_any_run_folder(tmp_path, tiny_model_dir, workspace):
+def test_launch_refuses_bad_data_before_any_run_folder(tmp_path, tiny_model_dir, workspace):
     bad = write(tmp_path / "d.jsonl", GOOD + "\n{oops\n")
-    from core.spec import spec_from_dict
+    from core.spec import check_launch, spec_from_dict
 
+    spec = spec_from_dict(tiny_job(tiny_model_dir, data={"dataset": bad}))  # parsing never reads the data
     with pytest.raises(SpecError) as caught:
-        spec_from_dict(tiny_job(tiny_model_dir, data={"dataset": bad}))
+        check_launch(spec)
     assert caught.value.problems[0][0] == "data.dataset" and "line 2: invalid JSON" in caught.value.problems[0][1]
     job = tmp_path / "job.yaml"
     job.write_text(f"model: {{path: '{tiny_model_dir}'}}\ndata: {{dataset: '{bad}'}}\n")

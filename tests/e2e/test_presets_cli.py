@@ -35,14 +35,14 @@ def greedy_answer(run: Path, question: str, max_new_tokens: int = 30) -> str:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from core.methods import hook
+    from core.methods import METHODS
     from core.models.source import resolve_model
     from core.spec import load_spec
 
     spec = load_spec(str(run / "job.yaml"))
     tokenizer = AutoTokenizer.from_pretrained(run / "adapter")
     base = AutoModelForCausalLM.from_pretrained(resolve_model(spec.model.path, convert=True),
-                                                **hook(spec.method, "inference_kwargs")(spec))
+                                                **METHODS[spec.method].inference_kwargs(spec))
     model = PeftModel.from_pretrained(base, run / "adapter").eval()
     inputs = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
                                            return_tensors="pt", return_dict=True)

@@ -1,15 +1,12 @@
 """Acceptance for the spine on the bundled model: `python app.py train presets/quickstart.yaml`
-completes, its loss falls, and the adapter it leaves answers to the name it was taught."""
+completes, its loss falls, and the adapter it leaves answers to the name it was taught.
+The run is trained once per session (the `quickstart_run` fixture, tests/conftest.py) and shared."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from core.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -29,12 +26,9 @@ def greedy_answer(adapter: Path, question: str) -> str:
     return tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
-def test_quickstart_from_cli_teaches_the_name(tmp_path):
-    workspace = tmp_path / "ws"
-    result = subprocess.run([sys.executable, "app.py", "train", "presets/quickstart.yaml", "--workspace", str(workspace)],
-                            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    run = Path(result.stdout.strip().splitlines()[-1])
+def test_quickstart_from_cli_teaches_the_name(quickstart_run):
+    # The fixture ran `app.py train presets/quickstart.yaml`, which exited 0; its last stdout line is the run.
+    workspace, run = quickstart_run.workspace, quickstart_run.run
     assert run.parent == workspace / "runs"
     assert (run / "job.yaml").is_file()
     assert json.loads((run / "status.json").read_text())["state"] == "completed"

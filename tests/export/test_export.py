@@ -20,19 +20,18 @@ from core.export.options import ExportError, ExportOptions
 from core.models.adapter import RunNotReady, load_run_model
 from core.paths import PROJECT_ROOT
 from core.runs.folder import RunFolder
-from tests.helpers import METHOD_MATRIX as MATRIX
-from tests.helpers import greedy_reference, train_tiny_run, wait_until
+from tests.helpers import greedy_reference, wait_until
 
-# The merge check per method; each trains with the method matrix's small settings (QLoRA's base is
-# reloaded unquantised for the merge, LongLoRA's with its RoPE stretch).
+# The merge check per method; each run has the method matrix's small settings at lr 2e-2 (QLoRA's base
+# is reloaded unquantised for the merge, LongLoRA's with its RoPE stretch).
 METHODS = ["lora", "dora", "qlora", "adalora", "longlora"]
 
 
-@pytest.fixture(scope="module")
-def runs(tiny_model_dir, tmp_path_factory):
-    ws = tmp_path_factory.mktemp("export-ws")
-    return ws, {m: train_tiny_run(ws, tiny_model_dir, method=m, train={"learning_rate": 2e-2}, **MATRIX[m])
-                for m in METHODS}
+@pytest.fixture
+def runs(tiny_runs):
+    """The workspace and the session's shared tiny runs by method, each trained when first read
+    (tests/conftest.py): the method matrix and chat tests read the same ones."""
+    return tiny_runs.workspace, tiny_runs
 
 
 def export(ws, run, out, **options):
@@ -132,7 +131,7 @@ def test_bad_inputs_are_refused_before_anything_is_written(runs, tmp_path, tiny_
         export_job.start(ExportOptions(run=str(good.path), out=str(taken)), ws)
     assert (taken / "keep.txt").read_text() == "mine"
 
-    with pytest.raises(ExportError, match="shard size"):
+    with pytest.raises(ExportError, match="shard_size: 'big' is not a size"):
         export_job.start(ExportOptions(run=str(good.path), out=str(tmp_path / "a"), shard_size="big"), ws)
     assert not (tmp_path / "a").exists()
 
@@ -173,4 +172,15 @@ def test_cli_export_and_its_errors(runs, tmp_path):
     assert "max |logit difference|" in ok.stderr
     bad = subprocess.run(cli + [run.run_id, "--out", str(tmp_path / "cli")], cwd=PROJECT_ROOT,
                          capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "not empty" in bad.stderr
+    assert bad.returncode == 2 and "--out: the output folder" in bad.stderr and "not empty" in bad.stderr
+
+
+def test_cli_export_without_out_writes_the_default_folder(runs):
+    ws, by_method = runs
+    run = by_method["lora"]
+    cli = [sys.executable, "app.py", "export", run.run_id, "--workspace", str(ws), "--shard-size", "5MB"]
+    done = subprocess.run(cli, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = Path(done.stdout.strip().splitlines()[-1])
+    assert out == ws / "exports" / f"{run.run_id}-merged" and (out / "model.safetensors.index.json").is_file()
+    assert not [line for line in (done.stdout + done.stderr).splitlines() if "warn" in line.lower()]

@@ -7,16 +7,10 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from core.runs import runner
-from tests.helpers import tiny_spec, wait_for_end
 
-
-def test_dora_trains_saves_reloads_and_moves_its_magnitudes(tiny_model_dir, workspace):
-    spec = tiny_spec(tiny_model_dir, method="dora", lora={"targets": ["query", "value"]},
-                     train={"learning_rate": 1e-2})
-    run = runner.start(spec, workspace)
-    status = wait_for_end(run)
-    assert status["state"] == "completed", run.log_tail(3000)
+def test_dora_trains_saves_reloads_and_moves_its_magnitudes(tiny_model_dir, tiny_runs):
+    run = tiny_runs["dora"]  # the session's shared DoRA run: query and value, lr 2e-2 (tests/conftest.py)
+    assert run.status()["state"] == "completed", run.log_tail(3000)
 
     weights = load_file(run.adapter_dir / "adapter_model.safetensors")
     magnitudes = {k: v for k, v in weights.items() if "lora_magnitude_vector" in k}

@@ -19,7 +19,7 @@ from core.data.passkey import passkey_rows, write_rows
 from core.methods import longlora, s2_attention
 from core.paths import DATA_DIR
 from core.runs import runner
-from core.spec import SpecError, spec_from_dict
+from core.spec import SpecError, check_launch, spec_from_dict
 from tests.helpers import tiny_job, tiny_spec, wait_for_end
 
 # ---------------------------------------------------------------- the reference, from the paper's words
@@ -179,12 +179,21 @@ def problems_of(job):
     return dict(err.value.problems)
 
 
+def launch_problems_of(job):
+    """The job parses; Start refuses it after reading the model's config."""
+    spec = spec_from_dict(job)
+    with pytest.raises(SpecError) as err:
+        check_launch(spec)
+    return dict(err.value.problems)
+
+
 def test_check_refuses_what_cannot_work(tiny_model_dir, tmp_path):
     bad = problems_of(tiny_job(tiny_model_dir, method="longlora", data={"max_length": 256},
                                longlora={"group_size_ratio": 0.3, "target_context": 128}))
     assert "whole number of groups" in bad["longlora.group_size_ratio"]
     assert "below data.max_length" in bad["longlora.target_context"]
-    bad = problems_of(tiny_job(tiny_model_dir, method="longlora", lora={"targets": ["query", "head"]}))
+    # The tiny model ties its output layer to the embeddings: only its config says so, read at Start.
+    bad = launch_problems_of(tiny_job(tiny_model_dir, method="longlora", lora={"targets": ["query", "head"]}))
     assert "drop 'head'" in bad["lora.targets"]
 
     from transformers import GPT2Config, MambaConfig
@@ -196,7 +205,7 @@ def test_check_refuses_what_cannot_work(tiny_model_dir, tmp_path):
         ("sliding", tiny_config("qwen2", use_sliding_window=True, sliding_window=16, max_window_layers=0), "sliding-window"),
     ]:
         config.save_pretrained(tmp_path / name)  # the check reads only the config
-        bad = problems_of(tiny_job(tmp_path / name, method="longlora"))
+        bad = launch_problems_of(tiny_job(tmp_path / name, method="longlora"))
         assert words in bad["model.path"], (name, bad)
 
 

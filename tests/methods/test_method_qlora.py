@@ -11,12 +11,11 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from core.methods import hook, lora, qlora
+from core.methods import METHODS, qlora
 from core.models.loading import load_base_model, load_tokenizer
-from core.runs import runner
 from core.runtime.device import cpu_has_native_bf16
 from core.spec import SpecError
-from tests.helpers import tiny_job, tiny_spec, wait_for_end
+from tests.helpers import tiny_job, tiny_spec, train_spec
 
 ADAPTED_TINY = 2 * 7  # 2 layers x (q, k, v, o, gate, up, down)
 
@@ -28,11 +27,12 @@ def logged(run, label: str) -> str:
 
 
 @pytest.mark.parametrize("bits,kind", [(4, "Linear4bit"), (8, "Linear8bitLt")])
-def test_qlora_trains_over_bitsandbytes_layers_and_reloads(bits, kind, tiny_model_dir, workspace):
+def test_qlora_trains_over_bitsandbytes_layers_and_reloads(bits, kind, tiny_model_dir, workspace, tiny_runs):
     spec = tiny_spec(tiny_model_dir, method="qlora", quant={"bits": bits})
-    run = runner.start(spec, workspace)
-    status = wait_for_end(run)
-    assert status["state"] == "completed", run.log_tail(3000)
+    # The session's shared QLoRA run (tests/conftest.py) has the default 4 bits: train only the others.
+    shared = tiny_runs.spec("qlora").quant.bits == bits
+    run = tiny_runs["qlora"] if shared else train_spec(workspace, spec)
+    assert run.status()["state"] == "completed", run.log_tail(3000)
     # Printed by the trainer process itself, after loading and after PEFT wrapped the model.
     assert logged(run, "quantised base") == f"{{'{kind}': {ADAPTED_TINY}}}"
     assert logged(run, "adapters over quantised layers") == f"{{'{kind}': {ADAPTED_TINY}}}"
@@ -52,13 +52,14 @@ def build_wrapped(tiny_model_dir, method: str, **sections):
 
     spec = tiny_spec(tiny_model_dir, method=method, **sections)
     tokenizer = load_tokenizer(spec.model.path)
-    model = load_base_model(spec, "cpu", **hook(method, "load_kwargs")(spec, "cpu"))
-    model = hook(method, "prepare_model")(spec, model)
+    hooks = METHODS[method]
+    model = load_base_model(spec, "cpu", **hooks.load_kwargs(spec, "cpu"))
+    model = hooks.prepare_model(spec, model)
     trainer = SFTTrainer(model=model, train_dataset=build_dataset(spec, tokenizer), processing_class=tokenizer,
-                         peft_config=hook(method, "peft_config")(spec, model, None),
+                         peft_config=hooks.peft_config(spec, model, None),
                          args=SFTConfig(output_dir=str(tiny_model_dir.parent / "sft-unused"), use_cpu=True, report_to=[], max_length=64))
     trained_dtypes = {p.dtype for p in trainer.model.parameters() if p.requires_grad}
-    hook(method, "after_wrap")(spec, trainer.model)
+    hooks.after_wrap(spec, trainer.model)
     return spec, trainer, trained_dtypes
 
 
@@ -75,7 +76,7 @@ def test_trl_casts_adapters_to_bf16_and_after_wrap_takes_them_back(tiny_model_di
     assert all(b.weight.quant_state.quant_type == "nf4" for b in bases)
 
 
-def test_qdora_puts_magnitude_vectors_over_4bit_layers_and_trains_them(tiny_model_dir, workspace):
+def test_qdora_puts_magnitude_vectors_over_4bit_layers_and_trains_them(tiny_model_dir, tiny_runs):
     import bitsandbytes as bnb
     from bitsandbytes.functional import dequantize_4bit
 
@@ -91,9 +92,9 @@ def test_qdora_puts_magnitude_vectors_over_4bit_layers_and_trains_them(tiny_mode
             assert torch.allclose(m.lora_magnitude_vector["default"].weight, w.norm(dim=1), atol=1e-4)
             initial[name.split("base_model.model.", 1)[1]] = w.norm(dim=1)
 
-    run = runner.start(tiny_spec(tiny_model_dir, method="qdora", **sections), workspace)
-    status = wait_for_end(run)
-    assert status["state"] == "completed", run.log_tail(3000)
+    assert tiny_runs.spec("qdora").lora.targets == ["query", "value"]
+    run = tiny_runs["qdora"]  # the session's shared QDoRA run: the same targets (at lr 2e-2)
+    assert run.status()["state"] == "completed", run.log_tail(3000)
     assert logged(run, "adapters over quantised layers") == "{'Linear4bit': 4}"
     saved = {k: v for k, v in load_file(run.adapter_dir / "adapter_model.safetensors").items() if "magnitude" in k}
     assert len(saved) == 4
@@ -103,40 +104,49 @@ def test_qdora_puts_magnitude_vectors_over_4bit_layers_and_trains_them(tiny_mode
 
 
 def test_qlora_composes_loras_own_hooks(tiny_model_dir, monkeypatch):
-    """Options added to LoRA through its hooks (after_wrap, optimizer) apply to QLoRA and QDoRA too."""
+    """QLoRA's after_wrap and optimizer call their base's (LoRA's) explicitly, so whatever LoRA's hooks do
+    applies to QLoRA and to QDoRA (which extends QLoRA) too."""
     seen = []
-    monkeypatch.setattr(lora, "after_wrap", lambda spec, model: seen.append(model), raising=False)
+    monkeypatch.setattr(METHODS["lora"], "after_wrap", lambda spec, model: seen.append(model))
 
     def two_groups(spec, model, args):
         params = [p for p in model.parameters() if p.requires_grad]
         return torch.optim.AdamW([{"params": params[:2], "lr": 1.0}, {"params": params[2:]}], lr=0.5)
 
-    monkeypatch.setattr(lora, "optimizer", two_groups, raising=False)
+    monkeypatch.setattr(METHODS["lora"], "optimizer", two_groups)
     spec, trainer, _ = build_wrapped(tiny_model_dir, "qdora")
     assert seen == [trainer.model]
-    built = hook("qlora", "optimizer")(spec, trainer.model, trainer.args)
+    built = METHODS["qlora"].optimizer(spec, trainer.model, trainer.args)
     assert [g["lr"] for g in built.param_groups] == [1.0, 0.5]
 
 
-def spec_problems(tiny_model_dir, **sections) -> dict[str, str]:
-    from core.spec import spec_from_dict
+def launch_problems(tiny_model_dir, **sections) -> dict[str, str]:
+    """The job parses (nothing in it is malformed); Start refuses it."""
+    from core.spec import check_launch
 
+    spec = tiny_spec(tiny_model_dir, **sections)
     with pytest.raises(SpecError) as err:
-        spec_from_dict(tiny_job(tiny_model_dir, **sections))
+        check_launch(spec)
     return dict(err.value.problems)
 
 
 def test_refusals_name_the_field(tiny_model_dir, monkeypatch):
     import bitsandbytes
 
-    problems = spec_problems(tiny_model_dir, method="qlora", quant={"paged_optimizer": True, "bits": 6})
-    assert "CUDA" in problems["quant.paged_optimizer"]
-    assert "4, 8" in problems["quant.bits"]
+    from core.spec import spec_from_dict
 
+    with pytest.raises(SpecError) as err:  # a malformed field: refused when parsed
+        spec_from_dict(tiny_job(tiny_model_dir, method="qlora", quant={"bits": 6}))
+    assert "4, 8" in dict(err.value.problems)["quant.bits"]
+    with pytest.raises(SpecError) as err:  # LoRA-FA's own optimiser cannot be paged: refused when parsed
+        spec_from_dict(tiny_job(tiny_model_dir, method="qlora", quant={"paged_optimizer": True}, lora={"fa": True}))
+    assert "LoRA-FA" in dict(err.value.problems)["quant.paged_optimizer"]
+
+    # The machine's device and bitsandbytes' backends are looked at only when the job starts.
+    assert "CUDA" in launch_problems(tiny_model_dir, method="qlora", quant={"paged_optimizer": True})["quant.paged_optimizer"]
     # A bitsandbytes build without a backend for this device (as on an old build, or an unsupported GPU).
     monkeypatch.setattr(bitsandbytes, "supported_torch_devices", {"cuda"})
-    problems = spec_problems(tiny_model_dir, method="qdora")
-    assert "no backend for device 'cpu'" in problems["quant.bits"]
+    assert "no backend for device 'cpu'" in launch_problems(tiny_model_dir, method="qdora")["quant.bits"]
 
 
 def test_compute_dtype_auto_follows_native_bf16(tiny_model_dir, monkeypatch):

@@ -16,7 +16,7 @@ from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from core.methods import METHODS, hook, lora
+from core.methods import METHODS, lora
 from core.models.params import count_parameters
 from core.paths import PROJECT_ROOT
 from core.runs import runner
@@ -39,7 +39,7 @@ def wrapped(spec, model_dir):
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     peft_model = get_peft_model(model, METHODS[spec.method].peft_config(spec, model))
-    hook(spec.method, "after_wrap")(spec, peft_model)
+    METHODS[spec.method].after_wrap(spec, peft_model)
     return peft_model
 
 
@@ -73,7 +73,7 @@ def test_loraplus_optimizer_gives_b_the_ratio_times_the_rate(tiny_model_dir):
     for method in ("lora", "dora"):  # DoRA runs LoRA's hooks, so the option reaches it too
         spec = tiny_spec(tiny_model_dir, method=method, lora={"plus_ratio": 16})
         model = wrapped(spec, tiny_model_dir)
-        optimizer = hook(method, "optimizer")(spec, model, trainer_args(lr=1e-3))
+        optimizer = METHODS[method].optimizer(spec, model, trainer_args(lr=1e-3))
         rate = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         assert {n for n, p in named if id(p) not in rate} == set(), "a trainable parameter is not optimised"
@@ -107,7 +107,7 @@ def tiny_b_count(model_dir, r=R) -> int:
 def test_lorafa_has_no_gradient_on_a(tiny_model_dir):
     spec = tiny_spec(tiny_model_dir, lora={"fa": True})
     model = wrapped(spec, tiny_model_dir)
-    optimizer = hook("lora", "optimizer")(spec, model, trainer_args())
+    optimizer = METHODS["lora"].optimizer(spec, model, trainer_args())
     assert type(optimizer).__name__ == "LoraFAOptimizer"
     ids = prompt_ids(tiny_model_dir)
     model(input_ids=ids, labels=ids).loss.backward()

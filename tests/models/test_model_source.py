@@ -35,3 +35,18 @@ def test_local_paths_that_are_not_models(tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"x")
     with pytest.raises(ModelSourceError, match="is a file"):
         resolve_model(str(tmp_path / "weights.bin"))
+
+
+def test_a_workspace_uses_its_own_conversion_else_the_default_ones(tmp_path, monkeypatch):
+    from core.models.source import bundled_folder
+    from core.paths import MODELS_ENV, PROJECT_ROOT, WORKSPACE_ENV
+
+    monkeypatch.delenv(MODELS_ENV, raising=False)
+    monkeypatch.setenv(WORKSPACE_ENV, str(tmp_path))
+    shared = PROJECT_ROOT / "workspace" / "models" / "SmolLM2-135M-Instruct"
+    if (shared / "config.json").is_file():  # converted by an earlier test or run: reused, not converted again
+        assert bundled_folder() == shared
+    own = tmp_path / "models" / "SmolLM2-135M-Instruct"
+    own.mkdir(parents=True)
+    (own / "config.json").write_text("{}")
+    assert bundled_folder() == own.resolve()

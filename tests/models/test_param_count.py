@@ -194,3 +194,27 @@ def test_train_tab_line_in_both_languages_and_on_a_bad_field(tiny_model_dir):
     assert param_count_text(data, "zh").startswith(f"可训练参数：{counts['trainable']:,} / {counts['all']:,}")
     bad = param_count_text(tiny_job(tiny_model_dir, lora={"r": 0}), "en")
     assert bad.startswith("Parameters not counted:") and "lora.r" in bad
+
+
+def test_adalora_count_does_not_depend_on_a_step_count(tiny_model_dir):
+    """A valid 5,000-step AdaLoRA job whose warm-up and final phases add up past 1,000 steps is counted, and the
+    count is the one any schedule gives: the schedule changes no shape."""
+    schedules = [{"tinit": 0, "tfinal": 0}, {"tinit": 2500, "tfinal": 1500}, {"tinit": 4998, "tfinal": 1}]
+    counts = [count_parameters(tiny_spec(tiny_model_dir, method="adalora", train={"max_steps": 5000},
+                                         adalora={"init_r": 6, "target_r": 2, **schedule}))
+              for schedule in schedules]
+    assert counts[0] == counts[1] == counts[2]
+    # Per adapted matrix: A (r x in), E (r), B (out x r); 2 layers x (q, k, v, o, gate, up, down).
+    config = tiny_config(tiny_model_dir)
+    shapes = projection_shapes(config)
+    assert counts[0]["trainable"] == config["num_hidden_layers"] * sum(6 * (i + 1 + o) for i, o in shapes.values())
+    # With epochs, the step count is known only at launch; the count does not need it either.
+    spec = tiny_spec(tiny_model_dir, method="adalora", train={"max_steps": 0},
+                     adalora={"init_r": 6, "target_r": 2, "tinit": 3000, "tfinal": 3000})
+    assert count_parameters(spec) == counts[0]
+
+
+def test_params_reads_a_job_whose_model_is_gone_as_a_model_path_error(tmp_path):
+    # Parsing no longer looks for the model; counting needs its config.json and says which field is wrong.
+    with pytest.raises(ParamCountError, match="model.path"):
+        count_parameters(tiny_spec(tmp_path / "gone"))

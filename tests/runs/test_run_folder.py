@@ -1,4 +1,5 @@
-"""The run folder contract: atomic merged status, metrics read by byte offset, dead trainers read as failed."""
+"""The run folder contract: atomic merged status, metrics read by byte offset, one active run per workspace
+(the rules every job folder shares: test_job_folder.py)."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import threading
 from pathlib import Path
 
 from core.runs.folder import RunFolder, active_run, list_runs, new_run_folder, pid_alive
-from tests.helpers import wait_until
+from tests.helpers import dead_pid, wait_until
 
 
 def make_run(workspace, name, state="completed") -> RunFolder:
@@ -87,28 +88,6 @@ def test_read_metrics_leaves_a_partial_line_for_the_next_call(tmp_path):
     assert records == [{"step": 2, "loss": 0.5}] and offset2 == run.metrics_file.stat().st_size
 
 
-def dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()  # reaped: the pid now names no process
-    return proc.pid
-
-
-def test_running_with_dead_pid_reads_as_failed(tmp_path):
-    run = RunFolder(tmp_path)
-    run.write_status(state="running", pid=dead_pid(), step=5)
-    status = run.status()
-    assert status["state"] == "failed" and status["error"]["kind"] == "ProcessDied"
-    assert status["ended_at"] and status["step"] == 5
-    # The verdict is written down, so every later reader agrees without re-checking.
-    assert run.raw_status()["state"] == "failed"
-
-
-def test_running_with_live_pid_stays_running(tmp_path):
-    run = RunFolder(tmp_path)
-    run.write_status(state="running", pid=os.getpid())
-    assert run.status()["state"] == "running" and run.is_active()
-
-
 def test_a_zombie_child_counts_as_dead():
     # A trainer started by this process and killed stays a zombie until reaped; it must not read as alive.
     proc = subprocess.Popen(["true"])
@@ -117,12 +96,6 @@ def test_a_zombie_child_counts_as_dead():
         assert not pid_alive(proc.pid)
     finally:
         proc.wait()
-
-
-def test_final_states_are_never_rewritten(tmp_path):
-    run = RunFolder(tmp_path)
-    run.write_status(state="completed", pid=dead_pid())
-    assert run.status()["state"] == "completed"
 
 
 def test_list_runs_newest_first_and_active_run(tmp_path):

@@ -55,8 +55,8 @@ def test_preview_labels_are_the_trainers_labels(tiny_model_dir, tokenizer, tmp_p
         kept = [(text, trained) for text, trained, cut in sample.tokens if not cut]
         assert [label != -100 for label in row["labels"]] == [trained for _, trained in kept]
         assert row["labels"] == sample.labels
-    assert any("cut at max length" in w for w in shown[2].warnings)
-    assert any("end-of-turn" in w for w in shown[2].warnings)  # the cut drops the last answer's <|im_end|>
+    assert ("cut", {"tokens": shown[2].num_tokens, "dropped": shown[2].num_tokens - max_length}) in shown[2].warnings
+    assert ("stop_not_trained", {}) in shown[2].warnings  # the cut drops the last answer's <|im_end|>
 
 
 def run_in_process(spec, workspace):

@@ -10,7 +10,7 @@ import pytest
 
 from core.runs import runner
 from core.runs.folder import active_run, list_runs
-from tests.helpers import tiny_spec, wait_for_end, wait_for_step
+from tests.helpers import tiny_spec, wait_for_end, wait_until
 
 
 def test_trainer_failure_is_reported_with_reason_and_traceback(tiny_model_dir, workspace, tmp_path):
@@ -33,7 +33,13 @@ def test_trainer_failure_is_reported_with_reason_and_traceback(tiny_model_dir, w
 def test_killed_trainer_reads_as_failed(tiny_model_dir, workspace):
     # SIGKILL leaves the trainer no chance to write its own verdict; readers must still see the truth.
     run = runner.start(tiny_spec(tiny_model_dir, train={"max_steps": 200}), workspace)
-    status = wait_for_step(run, 1)
+
+    def reported_running():
+        status = run.status()
+        return status if status["state"] == "running" else None
+
+    # Killed once it has written "running" itself (it is still loading then): it writes nothing after.
+    status = wait_until(reported_running, 60, "the trainer to report running")
     os.kill(status["pid"], signal.SIGKILL)
     status = wait_for_end(run, timeout_s=30)
 

@@ -1,4 +1,5 @@
-"""The real trainer, in its own process, on the tiny Llama: the run folder it leaves is the contract."""
+"""The real trainer, in its own process, on the tiny Llama: the run folder it leaves is the contract.
+(Stop, and one run per workspace: tests/runs/test_runner.py.)"""
 from __future__ import annotations
 
 import math
@@ -6,7 +7,6 @@ import math
 import pytest
 
 from core.runs import runner
-from core.runs.folder import active_run
 from core.spec import load_spec
 from tests.helpers import kill_leftover_trainers, tiny_spec, wait_for_end
 
@@ -104,23 +104,3 @@ def test_adapter_loads_on_the_base_and_generates(completed, tiny_model_dir):
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False)
     assert out.shape[1] == inputs["input_ids"].shape[1] + 3
-
-
-def test_second_start_is_refused_and_stop_saves(tiny_model_dir, workspace):
-    from tests.helpers import wait_for_step
-
-    spec = tiny_spec(tiny_model_dir, train={"max_steps": 200})
-    run = runner.start(spec, workspace)
-    wait_for_step(run, 2)
-    # One trainer per workspace: a second start while this one runs must not launch anything.
-    with pytest.raises(runner.RunnerBusy):
-        runner.start(spec, workspace)
-    assert len(list((workspace / "runs").iterdir())) == 1
-
-    runner.stop(run)
-    status = wait_for_end(run, timeout_s=120)
-    assert status["state"] == "stopped", run.log_tail()
-    assert 2 <= status["step"] < 200
-    assert (run.adapter_dir / "adapter_model.safetensors").is_file()
-    assert run.read_metrics()[0][-1]["step"] == status["step"]  # metrics cover every step it made
-    assert active_run(workspace) is None  # the workspace is free again

@@ -1,0 +1,181 @@
+"""Parse a job: plain data (YAML, CLI overrides, UI form) into a JobSpec.
+
+Parsing checks keys, types, bounds and each method's own rules on its fields, and nothing outside
+the spec: no file, device or library is looked at. So a run's job.yaml opens wherever the run is
+read (chat, export, the Train tab attaching, `params`, the trainer), even when its dataset is gone
+or its device is absent; what needs the world is checked at Start (launch.py).
+
+Every problem names the dotted field it belongs to and what would be allowed,
+and all problems are reported together so the user fixes them in one go.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from core.spec.schema import JobSpec, method_choices, section_types, spec_fields, used_sections
+from core.spec.values import bounds_problem, coerce, suggest
+
+
+class SpecError(ValueError):
+    """One or more problems with a job spec; `problems` is a list of (field, message)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("\n".join(f"{key}: {msg}" if key else msg for key, msg in problems))
+
+
+def spec_from_dict(data: dict[str, Any] | None) -> JobSpec:
+    """Parse nested plain data into a spec; raise SpecError naming every problem.
+
+    Sections of methods other than the picked one are ignored with a note in `spec.notes` (an old
+    job.yaml held every method's sections; a form sends them all); any other unknown section or key
+    is an error.
+    """
+    from core.methods import METHODS
+
+    data = dict(data or {})
+    problems: list[tuple[str, str]] = []
+    spec = JobSpec()
+    types = section_types()
+
+    method = data.pop("method", spec.method)
+    if method not in method_choices():
+        problems.append(("method", f"{method!r} is not one of: {', '.join(method_choices())}"))
+        used = set(types)  # the method is unknown: check every section, so its other problems show too
+    else:
+        spec.method = method
+        used = set(used_sections(method))
+
+    for section_name, values in data.items():
+        if section_name not in types:
+            problems.append((section_name, "unknown section" + suggest(section_name, list(types) + ["method"])))
+            continue
+        if section_name not in used:
+            spec.notes.append(f"ignored section '{section_name}': method {spec.method} does not read it")
+            continue
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            problems.append((section_name, f"expected a mapping of fields, got {type(values).__name__}"))
+            continue
+        fields = {f.name: f for f in spec_fields(types[section_name])}
+        section = spec.sections[section_name]
+        for key, raw in values.items():
+            dotted = f"{section_name}.{key}"
+            if key not in fields:
+                problems.append((dotted, "unknown key" + suggest(key, fields)))
+                continue
+            try:
+                value = coerce(raw, fields[key])
+            except ValueError as err:
+                problems.append((dotted, str(err)))
+                continue
+            setattr(section, key, value)
+
+    problems.extend(_bounds_problems(spec, used))
+    if spec.method == method:
+        # The method's own rules run even when fields are wrong, so the user sees every problem at once;
+        # a field reported above holds its default here, and is not reported twice.
+        reported = {key for key, _ in problems}
+        _reset_fields(spec, reported)
+        problems.extend(_first_per_field(METHODS[method].check(spec), reported))
+    if problems:
+        raise SpecError(problems)
+    return spec
+
+
+def _bounds_problems(spec: JobSpec, sections: set[str]) -> list[tuple[str, str]]:
+    problems = []
+    for section_name, section in spec.sections.items():
+        if section_name not in sections:
+            continue
+        for f in spec_fields(type(section)):
+            msg = bounds_problem(getattr(section, f.name), f)
+            if msg:
+                problems.append((f"{section_name}.{f.name}", msg))
+    return problems
+
+
+def _reset_fields(spec: JobSpec, dotted: set[str]) -> None:
+    """Put the named fields back to their defaults (on a spec that is about to be refused anyway)."""
+    fresh = JobSpec()
+    for name in dotted:
+        section, _, key = name.partition(".")
+        if key and section in spec.sections and hasattr(spec.sections[section], key):
+            setattr(spec.sections[section], key, getattr(fresh.sections[section], key))
+
+
+def _first_per_field(problems: list[tuple[str, str]], reported: set[str]) -> list[tuple[str, str]]:
+    """Problems whose field has none yet (a method and its base may both refuse the same field)."""
+    kept = []
+    for key, message in problems:
+        if key not in reported:
+            reported.add(key)
+            kept.append((key, message))
+    return kept
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Turn ['lora.r=16', 'train.epochs=2'] into nested data; values are parsed as YAML scalars."""
+    nested: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SpecError([(pair, "an override must look like section.key=value")])
+        dotted, raw = pair.split("=", 1)
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        if dotted == "method":
+            nested["method"] = value
+            continue
+        if "." not in dotted:
+            raise SpecError([(dotted, "an override must name section.key, e.g. lora.r=16")])
+        section, key = dotted.split(".", 1)
+        nested.setdefault(section, {})[key] = value
+    return nested
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str) -> dict[str, Any]:
+    """Read a YAML job file; syntax errors name the file, line and column."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise SpecError([("", f"job file not found: {path}")]) from None
+    except UnicodeDecodeError as err:
+        raise SpecError([("", f"{path} is not UTF-8 text ({err.reason} at byte {err.start})")]) from None
+    return parse_yaml_text(text, source=path)
+
+
+def parse_yaml_text(text: str, source: str = "job") -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise SpecError([("", f"malformed YAML in {source}{where}: {problem}")]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError([("", f"{source} must hold a mapping of sections, got {type(data).__name__}")])
+    return data
+
+
+def load_spec(path: str | None = None, overrides: list[str] | None = None) -> JobSpec:
+    data = read_yaml(path) if path else {}
+    return spec_from_dict(merge(data, parse_overrides(overrides or [])))
+
+
+def dump_spec(spec: JobSpec) -> str:
+    return yaml.safe_dump(spec.to_dict(), sort_keys=False, allow_unicode=True)
