@@ -56,6 +56,7 @@ def cmd_train(args) -> int:
     spec = _load_job(args, launch=True)
     if spec is None:
         return 2
+    _warn_if_too_big(spec)
     try:
         run = runner.start(spec, args.workspace)
     except runner.RunnerBusy as err:
@@ -83,6 +84,20 @@ def cmd_train(args) -> int:
     return 0 if status["state"] in ("completed", "stopped") else 1
 
 
+def _warn_if_too_big(spec) -> None:
+    """Before launch: say so when the memory estimate does not fit in the device's free memory (never blocks)."""
+    from core.perf.estimate import exceeds_free_memory, job_estimate_with_time
+
+    try:
+        too_big = exceeds_free_memory(spec, job_estimate_with_time(spec))
+    except Exception as err:  # the estimate is advice; a model it cannot read is reported by the run itself
+        print(f"note: no memory estimate ({type(err).__name__}: {err})", file=sys.stderr)
+        return
+    if too_big:
+        print(f"warning: the estimated peak memory ({too_big[0] / 2**20:,.0f} MiB) exceeds the free memory "
+              f"({too_big[1] / 2**20:,.0f} MiB); the run may run out of memory", file=sys.stderr)
+
+
 def cmd_serve(args) -> int:
     from webui.app import serve
 
@@ -94,7 +109,9 @@ def cmd_bench(args) -> int:
     from core.perf.bench import run_benchmark
 
     spec = _load_job(args, launch=True)
-    return 2 if spec is None else run_benchmark(spec, args.workspace)
+    if spec is None:
+        return 2
+    return run_benchmark(spec, args.workspace, against=args.against, repeats=args.repeat, grid=args.grid)
 
 
 def cmd_params(args) -> int:
@@ -112,6 +129,18 @@ def cmd_params(args) -> int:
     print(f"base model: {counts['total']:,} parameters")
     print(f"targets:    {', '.join(counts['targets'])} ({counts['adapted']} layers)")
     print(summary_line(counts))  # worded as the trainer's log line, so the two compare at a glance
+    from core.perf.estimate import exceeds_free_memory, job_estimate_with_time, summary_lines
+
+    est = job_estimate_with_time(spec, counts)
+    t = spec.train
+    print(f"estimate for batch {t.batch_size} x {spec.data.max_length} tokens (every row at max length), "
+          f"gradient checkpointing {t.gradient_checkpointing}{' (counted as off)' if t.gradient_checkpointing == 'auto' else ''}:")
+    for line in summary_lines(est):
+        print(f"  {line}")
+    too_big = exceeds_free_memory(spec, est)
+    if too_big:
+        print(f"warning: the estimated peak ({too_big[0] / 2**20:,.0f} MiB) exceeds the free memory "
+              f"({too_big[1] / 2**20:,.0f} MiB)", file=sys.stderr)
     return 0
 
 
@@ -203,7 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", parents=[server, workspace], help="serve the web UI (the default)")
     _job_args(sub.add_parser("train", parents=[workspace], help="train a job in the foreground"))
-    _job_args(sub.add_parser("bench", parents=[workspace], help="measure throughput, memory and MFU for a job"))
+    bench = sub.add_parser("bench", parents=[workspace], help="measure throughput, memory and MFU for a job")
+    _job_args(bench)
+    bench.add_argument("--against", choices=["llamafactory"], default=None,
+                       help="also run this other tool on the same job and data, side by side, and print the ratios")
+    bench.add_argument("--repeat", type=int, default=2, help="pairs of runs for --against (default 2)")
+    bench.add_argument("--grid", action="store_true",
+                       help="tokens/s and peak memory at max length 128, 512, 2048 (packed) x batch 1, 8, 32")
     _job_args(sub.add_parser("params", parents=[workspace],
                              help="count trainable and total parameters without loading weights"))
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)

@@ -26,6 +26,9 @@ from webui.form import JobForm
 from webui.language import PageLanguage
 
 LOG_LINES = 16
+# Besides the model and the method, the fields the memory estimate under the parameter count reads.
+ESTIMATE_KEYS = ("data.max_length", "train.batch_size", "train.gradient_checkpointing", "runtime.device",
+                 "runtime.precision", "runtime.lean_loss")
 
 
 def preset_names() -> list[str]:
@@ -68,7 +71,7 @@ def progress_html(run: RunFolder | None, status: dict | None, records: list[dict
     return (
         f"<div id='train-progress' data-state='{state}' data-step='{step}'>"
         f"<progress max='100' value='{percent:.1f}' style='width:100%'></progress>"
-        f"<div>{html.escape(line)}</div>{error}</div>"
+        f"<div>{html.escape(line)}</div>{error}{estimate_check_html(status, lang) if state not in ACTIVE_STATES else ''}</div>"
     )
 
 
@@ -83,8 +86,48 @@ def param_count_text(data: dict, lang: str) -> str:
         return f"{i18n.text('param_count.invalid', lang)} {err}"
     except Exception as err:  # anything else (a broken config, a failed conversion): say so, never keep stale numbers
         return f"{i18n.text('param_count.invalid', lang)} {type(err).__name__}: {err}"
-    return i18n.text("param_count.line", lang, trainable=f"{counts['trainable']:,}", all=f"{counts['all']:,}",
+    line = i18n.text("param_count.line", lang, trainable=f"{counts['trainable']:,}", all=f"{counts['all']:,}",
                      share=f"{100 * counts['share']:.4f}", total=f"{counts['total']:,}")
+    return f"{line}\n\n{estimate_text(spec_from_dict(data), counts, lang)}"
+
+
+def estimate_text(spec, counts: dict, lang: str) -> str:
+    """The pre-launch memory (by part) and step-time estimate, under the parameter count."""
+    from core.perf.estimate import job_estimate_with_time
+
+    est = job_estimate_with_time(spec, counts)
+    parts = {k: f"{v / 2**20:,.0f}" for k, v in est.parts.items()}
+    step = i18n.text("estimate.step", lang, seconds=f"{est.step_s:.2f}") if est.step_s else ""
+    return i18n.text("estimate.line", lang, total=f"{est.total / 2**20:,.0f}", batch=spec.train.batch_size,
+                     length=spec.data.max_length, step=step, **parts)
+
+
+def estimate_check_html(status: dict, lang: str) -> str:
+    """When a run has ended: its predicted and measured peak memory and step time side by side."""
+    est = status.get("estimate") or {}
+    predicted, measured = est.get("predicted"), est.get("measured")
+    if not predicted or not measured or not measured.get("peak_mb"):
+        return ""
+    diff = f"{(predicted['peak_mb'] / measured['peak_mb'] - 1) * 100:+.0f}%"
+    p_step = f"{predicted['step_s']:.2f} s" if predicted.get("step_s") else "?"
+    m_step = f"{measured['step_s']:.2f} s" if measured.get("step_s") else "?"
+    line = i18n.text("estimate.check", lang, predicted=f"{predicted['peak_mb']:,.0f}",
+                     measured=f"{measured['peak_mb']:,.0f}", diff=diff, p_step=p_step, m_step=m_step)
+    return f"<div id='estimate-check'>{html.escape(line)}</div>"
+
+
+def too_big_message(spec) -> list:
+    """Message parts warning that the job's estimate exceeds the free memory; empty when it fits."""
+    from core.perf.estimate import exceeds_free_memory, job_estimate_with_time
+
+    try:
+        too_big = exceeds_free_memory(spec, job_estimate_with_time(spec))
+    except Exception:  # the estimate is advice; the run reports what really goes wrong
+        return []
+    if not too_big:
+        return []
+    return ["**", ["estimate.too_big", {"total": f"{too_big[0] / 2**20:,.0f}", "free": f"{too_big[1] / 2**20:,.0f}"}],
+            "**\n\n"]
 
 
 def chart_titles(lang: str) -> dict[str, str]:
@@ -142,11 +185,12 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
 
     # Only the model and the method's own fields decide the count, so a problem elsewhere in the form
     # (say, an emptied learning rate) does not hide it.
-    count_keys = [d for d in form.components if d.split(".", 1)[0] in ("model", *(s.name for s in method_owned))]
+    count_keys = [d for d in form.components
+                  if d.split(".", 1)[0] in ("model", *(s.name for s in method_owned)) or d in ESTIMATE_KEYS]
 
     def on_count(lang_now, method_name, *values):
         keep = ("model", *METHODS[method_name].SECTIONS)
-        pairs = [(k, v) for k, v in zip(count_keys, values) if k.split(".", 1)[0] in keep]
+        pairs = [(k, v) for k, v in zip(count_keys, values) if k.split(".", 1)[0] in keep or k in ESTIMATE_KEYS]
         data = form.to_dict(method_name, [v for _, v in pairs], [k for k, _ in pairs])
         return param_count_text(data, lang_now)
 
@@ -165,6 +209,7 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
             check_launch(spec)  # model, data, device and the method's backend: only when starting
         except SpecError as err:
             return current, spec_problems(err), gr.skip()
+        warning = too_big_message(spec)
         try:
             run = runner.start(spec, workspace)
         except runner.RunnerBusy as err:
@@ -172,7 +217,7 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
         except runner.LaunchError as err:  # the process could not be started; the run folder says failed
             return current, ["**", ["launch_failed"], f"** {html.escape(str(err))}"], gr.skip()
         # Show the new run at once, not the previous run's last state until the next tick.
-        return RunWatch.of(run), [["started", {"run": run.run_id}]], progress_html(run, run.status(), [], lang_now)
+        return RunWatch.of(run), [*warning, ["started", {"run": run.run_id}]], progress_html(run, run.status(), [], lang_now)
 
     def on_stop():
         run = active_run(workspace)

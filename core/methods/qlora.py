@@ -139,7 +139,7 @@ def prepare_model(spec, model):
     print(f"[workbench] quantised base: {dict(kinds)}", flush=True)
     # Freezes the base, upcasts its remaining 16-bit parts (norms, embeddings) to fp32 for stable training,
     # and turns gradient checkpointing on only when the job asks (PEFT's default would always turn it on).
-    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.train.gradient_checkpointing)
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.train.gradient_checkpointing == "on")
 
 
 def after_wrap(spec, peft_model) -> None:

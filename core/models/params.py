@@ -24,6 +24,9 @@ def count_parameters(spec) -> dict:
       share      trainable / all, as a fraction; PEFT's print_trainable_parameters reports this in percent
       targets    the module-name suffixes the method wraps (e.g. q_proj, v_proj)
       adapted    how many layers were wrapped
+      adapted_shapes  (in, out) features of each wrapped layer
+      linear     parameters in the base's linear layers, the output layer excepted
+      config     the model's config (for the memory estimate, core/perf/estimate.py)
     """
     import torch
     from peft import get_peft_model
@@ -32,11 +35,14 @@ def count_parameters(spec) -> dict:
     from core.methods import METHODS
 
     method = METHODS[spec.method]
-    _, model = meta_model(spec.model.path)
+    config, model = meta_model(spec.model.path)
     # PEFT warns about deprecated transformers attributes while wrapping; that is noise here.
     with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore")
         total = _count(model)
+        head = model.get_output_embeddings()
+        # What 4/8-bit quantisation would store compactly: the decoder's linear layers (the estimate reads it).
+        linear = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
         try:
             # No plan: only shapes are asked for (AdaLoRA's pruning schedule, sized at launch, changes none).
             peft_config = method.peft_config(spec, model, None)
@@ -48,7 +54,10 @@ def count_parameters(spec) -> dict:
 
     trainable = _count(model, trainable_only=True)
     everything = _count(model)
-    adapted = [name for name, module in model.named_modules() if isinstance(module, BaseTunerLayer)]
+    tuned = [(name, module) for name, module in model.named_modules() if isinstance(module, BaseTunerLayer)]
+    adapted = [name for name, _ in tuned]
+    # (in, out) features of each wrapped layer's base, for the memory estimate (core/perf/estimate.py).
+    shapes = [(getattr(m, "in_features", 0), getattr(m, "out_features", 0)) for _, m in tuned]
     targets = peft_config.target_modules
     if isinstance(targets, str) or targets is None:  # a regex or a PEFT shorthand: name what it matched
         targets = {name.rsplit(".", 1)[-1] for name in adapted}
@@ -59,6 +68,9 @@ def count_parameters(spec) -> dict:
         "share": trainable / everything if everything else 0.0,
         "targets": sorted(targets),
         "adapted": len(adapted),
+        "adapted_shapes": shapes,
+        "linear": linear,
+        "config": config,
     }
 
 

@@ -15,33 +15,10 @@ from pathlib import Path
 
 import torch
 
+from core.perf.peak import DTYPES, matmul_gflops, remember
 from core.runs import runner
 from core.runs.folder import write_atomic
 from core.runtime.device import cpu_has_native_bf16, pick_device, pick_precision
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def matmul_gflops(dtype: torch.dtype, device: str, n: int = 2048, budget_s: float = 5.0) -> tuple[float, int]:
-    """Best-of-several n x n torch.mm in GFLOP/s, and how many timed repeats it took.
-
-    The best repeat, not the mean, because shared machines have noisy neighbours and
-    the peak is what the hardware can do. Repeats stop after budget_s, so an
-    emulated dtype (bf16 on a CPU without it) does not take minutes.
-    """
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    torch.mm(a, b)  # warm-up: the first call pays for allocation and kernel choice
-    sync()
-    best, spent, reps = float("inf"), 0.0, 0
-    while reps < 10 and (reps < 3 or spent < budget_s):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        sync()
-        took = time.perf_counter() - t0
-        best, spent, reps = min(best, took), spent + took, reps + 1
-    return 2 * n**3 / best / 1e9, reps
 
 
 def model_shape(model_path: str) -> dict:
@@ -89,32 +66,33 @@ def steady_state(records: list[dict]) -> dict | None:
     }
 
 
-def run_benchmark(spec, workspace: Path) -> int:
-    device = pick_device(spec.runtime.device)
-    precision = pick_precision(spec.runtime.precision, device)
-    # The same thread count the trainer will use (core/training/trainer.py sets it the same way).
-    if spec.runtime.threads:
-        torch.set_num_threads(spec.runtime.threads)
-    threads = torch.get_num_threads()
+class BenchError(RuntimeError):
+    """A measured run did not give figures; the message says why (and where its folder is)."""
 
-    # 1. Matmul peak, in the dtype the job trains in, plus bf16 where the CPU really has it.
+
+def measure_peaks(device: str, precision: str, threads: int) -> dict:
+    """Matmul peak in the dtype the job trains in, plus bf16 where the CPU really has it; cached for estimates."""
     wanted = {"fp32", precision} | ({"bf16"} if device == "cpu" and cpu_has_native_bf16() else set())
-    load_before = os.getloadavg()[0]
     print(f"measuring matmul peak ({', '.join(sorted(wanted))}, 2048x2048, {threads} threads)...", file=sys.stderr)
     peaks = {name: matmul_gflops(DTYPES[name], device) for name in sorted(wanted)}
-    shape = model_shape(spec.model.path)
+    for name, (gflops, _) in peaks.items():
+        remember(device, name, threads, gflops)  # the estimate's step time reads the best figure seen
+    return peaks
 
-    # 2. Launch exactly like a normal run; note when the first metrics record shows up.
+
+def launch_watched(spec, workspace: Path) -> dict:
+    """Launch the job exactly like a normal run and watch it to the end: when the first metrics record
+    shows up, the load average, and the peak RSS of the trainer's process tree (core/perf/measure.py)."""
+    from core.perf.measure import TreeWatch
+
     launched = time.time()
     try:
         run = runner.start(spec, workspace)
-    except runner.RunnerBusy as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    except runner.LaunchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except runner.LaunchError as err:  # RunnerBusy goes to the caller, which says so and exits 3
+        raise BenchError(f"the trainer could not be launched: {err}") from None
     print(f"launched {run.path}; waiting for the run to end...", file=sys.stderr)
+    pid = run.status().get("pid")
+    watch = TreeWatch(pid).start() if pid else None
     first_seen = None
     # Other work on the machine skews every figure; the load average shows whether there was any.
     loads = []
@@ -125,21 +103,24 @@ def run_benchmark(spec, workspace: Path) -> int:
             first_seen = time.time()
         loads.append(os.getloadavg()[0])
 
-    status = runner.wait(run, on_tick=tick, poll_s=0.2, stop_on_interrupt=True)
-    wall_s = (status.get("ended_at") or time.time()) - launched
+    status = runner.wait(run, on_tick=tick, poll_s=0.1, stop_on_interrupt=True)
+    tree_peak = watch.stop() if watch else 0
     if status["state"] != "completed":
-        print(runner.failure_report(run, status), file=sys.stderr)
-        print(run.path)
-        return 1
+        raise BenchError(f"{runner.failure_report(run, status)}\n{run.path}")
+    return {"run": run, "status": status, "launched": launched, "first_seen": first_seen, "loads": loads,
+            "tree_peak": tree_peak}
 
-    # 3. Figures, all from metrics.jsonl.
+
+def figures_for(spec, watched: dict, peaks: dict, shape: dict, device: str, precision: str, threads: int,
+                load_before: float) -> dict:
+    """Every figure of one measured run, all from its run folder and the watch."""
+    run, status, launched = watched["run"], watched["status"], watched["launched"]
+    wall_s = (status.get("ended_at") or time.time()) - launched
     records, _ = run.read_metrics()
     steady = steady_state(records)
     if steady is None:
-        print("error: fewer than two metrics records; lower train.logging_steps so the steady state can be measured",
-              file=sys.stderr)
-        print(run.path)
-        return 1
+        raise BenchError("fewer than two metrics records; lower train.logging_steps so the steady state can be "
+                         f"measured\n{run.path}")
     peak_gflops = peaks[precision][0]
     tps, sps = steady["tokens_per_s"], steady["samples_per_s"]
     mean_len = steady["tokens"] / max(steady["samples"], 1)
@@ -154,7 +135,10 @@ def run_benchmark(spec, workspace: Path) -> int:
         formulas["4N + 12*L*d*s"] = 4 * n + 12 * layers * hidden * mean_len
     mfu = {name: tps * flops / (peak_gflops * 1e9) for name, flops in formulas.items()}
     memory_label = "peak allocated GPU memory" if device == "cuda" else "peak RSS of the trainer"
+    first_seen = watched["first_seen"]
     first_step_s = first_seen - launched if first_seen else None
+    loads = watched["loads"]
+    estimate = status.get("estimate") or {}
     figures = {
         "run": str(run.path),
         "device": device,
@@ -175,13 +159,45 @@ def run_benchmark(spec, workspace: Path) -> int:
         "samples_per_s": round(sps, 3),
         "mean_tokens_per_sample": round(mean_len, 1),
         "peak_memory_mb": max(r.get("memory_mb", 0) for r in records),
+        "tree_peak_mb": round(watched["tree_peak"] / 2**20, 1),
         "memory_kind": memory_label,
+        "estimate": estimate,
         "flops_per_token": {name: round(f) for name, f in formulas.items()},
         "mfu": {name: round(m, 4) for name, m in mfu.items()},
     }
     write_atomic(run.path / "bench.json", json.dumps(figures, indent=1))
+    return figures
+
+
+def run_benchmark(spec, workspace: Path, against: str | None = None, repeats: int = 2, grid: bool = False) -> int:
+    device = pick_device(spec.runtime.device)
+    precision = pick_precision(spec.runtime.precision, device)
+    # The same thread count the trainer will use (core/training/trainer.py sets it the same way).
+    if spec.runtime.threads:
+        torch.set_num_threads(spec.runtime.threads)
+    threads = torch.get_num_threads()
+    if against:
+        from core.perf.compare import run_side_by_side
+
+        return run_side_by_side(spec, workspace, against, repeats)
+    if grid:
+        from core.perf.grid import run_grid
+
+        return run_grid(spec, workspace)
+    load_before = os.getloadavg()[0]
+    peaks = measure_peaks(device, precision, threads)
+    shape = model_shape(spec.model.path)
+    try:
+        watched = launch_watched(spec, workspace)
+        figures = figures_for(spec, watched, peaks, shape, device, precision, threads, load_before)
+    except runner.RunnerBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 3
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print_table(figures, peaks, spec.data.max_length)
-    print(run.path)
+    print(figures["run"])
     return 0
 
 
@@ -204,7 +220,15 @@ def print_table(f: dict, peaks: dict, max_length: int) -> None:
         ("samples/s", f"{f['samples_per_s']:.3f}"),
         ("mean non-padding tokens per sample (s)", f"{f['mean_tokens_per_sample']:.1f}"),
         (f"peak memory ({f['memory_kind']})", f"{mb:.0f} MiB ({mb * 2**20 / 1e9:.2f} GB)"),
+        ("peak RSS of the trainer's process tree (polled every 50 ms)", f"{f['tree_peak_mb']:.0f} MiB"),
     ]
+    predicted, measured = (f.get("estimate") or {}).get("predicted"), (f.get("estimate") or {}).get("measured")
+    if predicted and measured:
+        rows.append(("peak memory predicted before launch (core/perf/estimate.py)",
+                     f"{predicted['peak_mb']:.0f} MiB ({(predicted['peak_mb'] / measured['peak_mb'] - 1) * 100:+.0f}%)"))
+        if predicted.get("step_s") and measured.get("step_s"):
+            rows.append(("time per step predicted / measured",
+                         f"{predicted['step_s']:.2f} / {measured['step_s']:.2f} s"))
     peak_name = f["precision"]
     for name, m in f["mfu"].items():
         rows.append((f"MFU, {name} FLOPs/token vs {peak_name} peak", f"{m * 100:.1f} %"))

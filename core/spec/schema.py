@@ -111,10 +111,12 @@ class TrainSection:
         False,
         "Batch samples of similar length together: less padding, so faster on uneven data; the order is a little less random.",
     )
-    gradient_checkpointing: bool = opt(
-        False,
+    gradient_checkpointing: str = opt(
+        "auto",
         "Recompute activations during the backward pass instead of storing them: about a third less peak memory "
-        "for about 40% more time (measured on the bundled model); worth it for long sequences or big models.",
+        "for about 40% more time (measured on the bundled model); worth it for long sequences or big models. "
+        "auto turns it on only when the memory estimate without it exceeds 90% of the device's free memory.",
+        choices=["auto", "on", "off"],
     )
     logging_steps: int = opt(1, "Write a metrics point every this many steps.", lo=1)
     save_steps: int = opt(0, "Save a resumable checkpoint every this many steps (0 = only at the end).", lo=0)
@@ -131,6 +133,20 @@ class RuntimeSection:
         choices=["auto", "bf16", "fp16", "fp32"],
     )
     threads: int = opt(0, "CPU threads for training (0 = all cores).", lo=0, hi=1024)
+    lean_loss: bool = opt(
+        True,
+        "Compute the loss only at trained positions, in 32 MB chunks, instead of scoring every position against "
+        "the whole vocabulary (batch x length x 49,152 numbers for the bundled model, plus their gradient). "
+        "Same loss and gradients (tested to 1e-5). Measured on the bundled model, batch 8: the step took 35% "
+        "less CPU time. Off uses TRL's own loss.",
+    )
+    shared_prefix: bool = opt(
+        True,
+        "When every sample of a batch starts with the same tokens (a chat template's default system prompt), "
+        "compute them once per batch instead of once per sample. Same loss and gradients (tested to 1e-5). "
+        "Measured on the bundled model's identity data (24 of 52 tokens shared), batch 8: 30% less CPU time per "
+        "step. Used only on padded batches without gradient checkpointing.",
+    )
 
 
 def spec_fields(section_cls) -> list[dataclasses.Field]:

@@ -50,6 +50,8 @@ def coerce(value: Any, f: dataclasses.Field) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"expected a list, got {value!r}")
         return [str(v) for v in value]
+    if isinstance(value, bool) and {"on", "off"} <= set(f.metadata.get("choices") or ()):
+        return "on" if value else "off"  # a switch that gained an auto setting still takes true/false
     if value is None:
         return ""
     if isinstance(value, (dict, list)):

@@ -19,9 +19,12 @@ def peak_memory_mb() -> float:
 
 
 class RunFolderCallback(TrainerCallback):
-    def __init__(self, run: RunFolder, samples_per_step: int, extras=()):
+    def __init__(self, run: RunFolder, samples_per_step: int, extras=(), prediction: dict | None = None):
         self.run = run
         self.samples_per_step = samples_per_step
+        # The pre-launch estimate (core/training/levers.py), checked against the run in status.json at the end.
+        self.prediction = prediction
+        self.step_times: list[float] = []
         # Method callbacks that add fields to each record (e.g. AdaLoRA's ranks) via metric_extras(state).
         self.extras = [cb for cb in extras if hasattr(cb, "metric_extras")]
         self.started = None
@@ -33,9 +36,13 @@ class RunFolderCallback(TrainerCallback):
         self.started = self.last_time = time.time()
         self.last_tokens = state.num_input_tokens_seen
         self.last_step = state.global_step
-        self.run.write_status(step=state.global_step, total_steps=state.max_steps)
+        extra = {"estimate": {"predicted": self.prediction}} if self.prediction else {}
+        # metrics' elapsed_s counts from here; the benchmark turns it into wall-clock times with this
+        self.run.write_status(step=state.global_step, total_steps=state.max_steps, train_started_at=self.started,
+                              **extra)
 
     def on_step_end(self, args, state, control, **kwargs):
+        self.step_times.append(time.time())
         self.run.write_status(step=state.global_step, total_steps=state.max_steps)
         if self.run.stop_requested():
             control.should_training_stop = True
@@ -57,6 +64,7 @@ class RunFolderCallback(TrainerCallback):
                 grad_norm=logs.get("grad_norm"),
                 tokens_per_second=round((state.num_input_tokens_seen - self.last_tokens) / span, 2),
                 samples_per_second=round(steps * self.samples_per_step / span, 3),
+                tokens_seen=int(state.num_input_tokens_seen),
             )
             self.last_time, self.last_tokens, self.last_step = now, state.num_input_tokens_seen, state.global_step
         if "eval_loss" in logs:
@@ -70,3 +78,12 @@ class RunFolderCallback(TrainerCallback):
         for cb in self.extras:
             record.update(cb.metric_extras(state))
         self.run.append_metrics(record)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if not self.prediction:
+            return
+        times = self.step_times
+        # Mean step time from the end of the first step on, so loading and warm-up are not in it.
+        step_s = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else None
+        measured = {"peak_mb": round(peak_memory_mb(), 1), "step_s": round(step_s, 3) if step_s else None}
+        self.run.write_status(estimate={"predicted": self.prediction, "measured": measured})

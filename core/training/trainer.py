@@ -87,8 +87,11 @@ def pick_runtime(spec) -> tuple[str, str]:
     return device, pick_precision(spec.runtime.precision, device)
 
 
-def training_args(spec, output_dir, device: str, precision: str, total_steps: int, has_eval: bool):
-    """The Trainer's arguments: every train.* field, and the data and runtime fields the Trainer reads."""
+def training_args(spec, output_dir, device: str, precision: str, total_steps: int, has_eval: bool,
+                  checkpointing: bool | None = None):
+    """The Trainer's arguments: every train.* field, and the data and runtime fields the Trainer reads.
+    `checkpointing` is the levers' decision for train.gradient_checkpointing (auto needs the data); None reads
+    the field as given."""
     from trl import SFTConfig
 
     t = spec.train
@@ -104,7 +107,7 @@ def training_args(spec, output_dir, device: str, precision: str, total_steps: in
         lr_scheduler_type=t.lr_scheduler,
         max_grad_norm=t.max_grad_norm or None,
         logging_steps=t.logging_steps,
-        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing=t.gradient_checkpointing == "on" if checkpointing is None else checkpointing,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         save_strategy="steps" if t.save_steps else "no",
         save_steps=t.save_steps or 500,
@@ -129,15 +132,21 @@ def training_args(spec, output_dir, device: str, precision: str, total_steps: in
 
 
 def train(run: RunFolder) -> str:
+    from core.spec import load_spec
+    from core.training.process import prepare_process
+
+    spec = load_spec(str(run.job))
+    for note in prepare_process(spec):  # before torch, TRL and PEFT load: see core/training/process.py
+        print(f"[workbench] {note}", flush=True)
+
     import torch
-    from trl import SFTTrainer
 
     from core.methods import METHODS, TrainPlan
     from core.models.loading import load_base_model, load_tokenizer
-    from core.spec import load_spec
     from core.training.callback import RunFolderCallback
+    from core.training.lean_trainer import LeanSFTTrainer
+    from core.training.levers import choose as choose_levers
 
-    spec = load_spec(str(run.job))
     method = METHODS[spec.method]
 
     def call(name, *args):
@@ -150,13 +159,19 @@ def train(run: RunFolder) -> str:
     dataset, eval_dataset = build_datasets(spec, tokenizer)
     print(f"[workbench] {len(dataset)} training samples, {len(eval_dataset or [])} eval samples", flush=True)
     t = spec.train
+    levers = choose_levers(spec, device, precision, dataset)
+    for note in levers.notes:
+        print(f"[workbench] {note}", flush=True)
     plan = TrainPlan(total_steps=planned_steps(len(dataset), t))
     model = load_base_model(spec, device, **call("load_kwargs", spec, device))
     model = call("prepare_model", spec, model)
     peft_config = call("peft_config", spec, model, plan)
 
-    args = training_args(spec, run.checkpoints_dir, device, precision, plan.total_steps, eval_dataset is not None)
-    trainer = SFTTrainer(
+    args = training_args(spec, run.checkpoints_dir, device, precision, plan.total_steps, eval_dataset is not None,
+                         checkpointing=levers.checkpointing)
+    trainer = LeanSFTTrainer(
+        lean_loss=levers.lean_loss,
+        share_prefix=levers.shared_prefix,
         model=model,
         args=args,
         train_dataset=dataset,
@@ -170,7 +185,8 @@ def train(run: RunFolder) -> str:
         trainer.optimizer = optimizer  # the Trainer builds its own only when none is set
     extra = call("callbacks", spec, trainer.model, plan)
     # The run-folder callback goes last, so a method callback's on_log/on_step_end work is done before it writes.
-    for cb in [*extra, RunFolderCallback(run, samples_per_step=t.batch_size * t.grad_accum, extras=extra)]:
+    for cb in [*extra, RunFolderCallback(run, samples_per_step=t.batch_size * t.grad_accum, extras=extra,
+                                         prediction=levers.prediction)]:
         trainer.add_callback(cb)
     trainer.model.print_trainable_parameters()
     trainer.train()

