@@ -169,8 +169,10 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
             run = runner.start(spec, workspace)
         except runner.RunnerBusy as err:
             return current, ["**", ["busy"], f"** {html.escape(str(err))}"], gr.skip()
-        # Show the new run at once, not the previous run's last state until the next tick.
-        return RunWatch.of(run), [["started", {"run": run.run_id}]], progress_html(run, run.status(), [], lang_now)
+        # Show the new run at once, not the previous run's last state until the next tick; with the launch
+        # checks' warnings (no chat template, little free disk), which do not stop it.
+        notes = [f"\n\n- {html.escape(note)}" for note in spec.notes]
+        return RunWatch.of(run), [["started", {"run": run.run_id}], *notes], progress_html(run, run.status(), [], lang_now)
 
     def on_stop():
         run = active_run(workspace)

@@ -32,6 +32,7 @@ def build_datasets(spec, tokenizer):
     from datasets import Dataset
 
     from core.data.encode import encode_samples
+    from core.data.fit import eval_split_problem, held_out_count
     from core.data.source import load_samples
 
     d = spec.data
@@ -40,9 +41,10 @@ def build_datasets(spec, tokenizer):
         random.Random(spec.train.seed).shuffle(samples)
     if d.max_samples:
         samples = samples[: d.max_samples]
-    held = round(len(samples) * d.eval_split) if d.eval_split else 0
-    if d.eval_split and (held < 1 or held >= len(samples)):
-        raise ValueError(f"data.eval_split={d.eval_split} of {len(samples)} samples leaves no eval or no train sample")
+    problem = eval_split_problem(len(samples), d.eval_split)  # the launch checks asked the same
+    if problem:
+        raise ValueError(f"data.eval_split: {problem}")
+    held = held_out_count(len(samples), d.eval_split)
     train_rows = encode_samples(tokenizer, samples[held:], d.max_length, d.train_on_prompt)
     eval_rows = encode_samples(tokenizer, samples[:held], d.max_length, d.train_on_prompt) if held else None
     train, held_out = Dataset.from_list(train_rows), Dataset.from_list(eval_rows) if eval_rows else None
