@@ -24,12 +24,19 @@ class DiskFull(OSError):
         return self.message
 
 
+# How libraries written in Rust (tokenizers, safetensors) word the same errors: a plain Exception whose
+# message carries the OS error, e.g. "No space left on device (os error 28)".
+FULL_MESSAGES = tuple(f"(os error {n})" for n in FULL_ERRNOS) + ("No space left on device", "Disk quota exceeded")
+
+
 def is_disk_full(err: BaseException) -> bool:
     """True for "no space left" and "quota exceeded", however deeply a library wrapped them."""
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
         if isinstance(err, OSError) and err.errno in FULL_ERRNOS:
+            return True
+        if any(text in str(err)[:2000] for text in FULL_MESSAGES):
             return True
         err = err.__cause__ or err.__context__
     return False
