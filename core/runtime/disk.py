@@ -77,3 +77,13 @@ def space_note(path: Path, needed: int, what: str) -> str | None:
         return None
     return (f"only {human_size(free)} is free under {path}, and this run is expected to write about "
             f"{human_size(needed)} ({what}); it will fail with DiskFull when the disk fills")
+
+
+def make_folder(path: Path) -> str | None:
+    """Create `path` (and its parents) if missing; on a full disk or a read-only one, return why it could not
+    be made instead of raising, so the UI still starts and says so."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        return None
+    except OSError as err:
+        return f"the workspace {path} could not be created ({err.strerror}); runs cannot start until that is fixed"

@@ -33,7 +33,7 @@ def check_launch(spec: JobSpec) -> list[str]:
     problems += [p for p in METHODS[spec.method].check_launch(spec) if p[0] not in reported]
     if problems:
         raise SpecError(problems)
-    notes += _space_notes(spec, sum(r.used_samples for r in reports))
+    notes += _space_notes(spec, sum(r.used_samples for r in reports), folder)
     spec.notes.extend(notes)
     return notes
 
@@ -101,7 +101,18 @@ def _device_problems(spec: JobSpec) -> list[tuple[str, str]]:
     return [("runtime.precision", problem)] if problem else []
 
 
-def _space_notes(spec: JobSpec, num_samples: int) -> list[str]:
+TOKENIZER_PATTERNS = ("tokenizer*", "vocab*", "merges*", "special_tokens_map*", "chat_template*", "*.model")
+
+
+def _tokenizer_bytes(folder: Path | None) -> int:
+    """The size of the tokenizer files, which the adapter and every checkpoint carry a copy of."""
+    if folder is None:
+        return 5_000_000  # a hub model: a typical tokenizer
+    files = {p for pattern in TOKENIZER_PATTERNS for p in folder.glob(pattern) if p.is_file()}
+    return sum(p.stat().st_size for p in files)
+
+
+def _space_notes(spec: JobSpec, num_samples: int, folder: Path | None) -> list[str]:
     """A note when the run's adapter and checkpoints would not fit in the free space of the workspace."""
     from core.models.params import count_parameters
     from core.paths import default_workspace
@@ -112,11 +123,12 @@ def _space_notes(spec: JobSpec, num_samples: int) -> list[str]:
         trainable = count_parameters(spec)["trainable"]
     except Exception:  # a config the meta model cannot build: the trainer will say so; no estimate then
         return []
-    adapter = trainable * 4  # fp32 values
-    checkpoint = adapter * 3 + 1_000_000  # weights plus the optimiser's two moments, plus small state files
+    weights, tokenizer = trainable * 4, _tokenizer_bytes(folder)  # fp32 values
+    adapter = weights + tokenizer
+    checkpoint = weights * 3 + tokenizer + 100_000  # weights, the optimiser's two moments, tokenizer, state files
     used = min(num_samples, spec.data.max_samples) if spec.data.max_samples else num_samples
     steps = planned_steps(max(used, 1), spec.train)
     saves = -(-steps // spec.train.save_steps) if spec.train.save_steps else 1  # a Stop saves one checkpoint
-    what = f"adapter {adapter / 1e6:.0f} MB + {saves} checkpoint{'s' * (saves != 1)} of {checkpoint / 1e6:.0f} MB"
+    what = f"adapter {adapter / 1e6:.1f} MB + {saves} checkpoint{'s' * (saves != 1)} of {checkpoint / 1e6:.1f} MB"
     note = space_note(default_workspace(), adapter + saves * checkpoint, what)
     return [note] if note else []

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file, save_file
 
 from core.runs import runner
-from tests.helpers import tiny_spec, wait_for_end
+from tests.helpers import small_tmpfs, tiny_spec, wait_for_end
 
 
 def broken_weights_model(tiny_model_dir, folder: Path) -> Path:
@@ -51,17 +50,8 @@ def test_max_grad_norm_zero_trains_without_clipping(tiny_model_dir, workspace):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 24 MB file system (tmpfs), so writes fail with ENOSPC as on a full disk."""
-    mount_point = tmp_path / "small-disk"
-    mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
-    try:
+    with small_tmpfs(tmp_path / "small-disk", "24m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 def test_a_full_disk_fails_as_disk_full_and_keeps_the_last_whole_checkpoint(tiny_model_dir, small_disk):
