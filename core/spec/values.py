@@ -15,12 +15,14 @@ SHOWN_CHARS = 80  # a value quoted in a message is cut here: a 25 MB value must 
 
 def brief(value: Any) -> str:
     """`value` as a message quotes it: its repr, cut to a few dozen characters."""
-    text = repr(value) if not isinstance(value, (dict, list, tuple, set)) else _brief_container(value)
+    text = repr(value) if not isinstance(value, (dict, list, tuple, set, bytes)) else _brief_container(value)
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + f"… ({len(text)} characters)"
 
 
 def _brief_container(value) -> str:
     # repr() of an aliased YAML structure can be gigabytes; describe it instead of printing it.
+    if isinstance(value, bytes):
+        return f"{len(value)} bytes of binary data"
     kind = type(value).__name__
     return f"a {kind} of {len(value)} item{'s' if len(value) != 1 else ''}"
 
@@ -97,7 +99,7 @@ def coerce(value: Any, f: dataclasses.Field) -> Any:
         return [str(v) for v in value]
     if value is None:
         return ""
-    if isinstance(value, (dict, list, tuple, set)):
+    if isinstance(value, (dict, list, tuple, set, bytes)):  # bytes: a YAML !!binary value
         raise ValueError(f"expected text, got {brief(value)}")
     return str(value)
 

@@ -111,8 +111,9 @@ def load_yaml(text: str, source: str = "YAML") -> Any:
     """The data in `text`; YamlProblem when it is too big, malformed, aliased too much or repeats a key."""
     if len(text) > MAX_BYTES:
         raise YamlProblem(f"{source} is {len(text):,} characters long; at most {MAX_BYTES:,} are read")
-    loader = _LimitedLoader(text)
+    loader = None
     try:
+        loader = _LimitedLoader(text)  # its reader refuses control characters (NUL) right here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -128,11 +129,13 @@ def load_yaml(text: str, source: str = "YAML") -> Any:
             problem = "tags such as !!python/object are not allowed; write plain values"
         raise YamlProblem(f"malformed YAML in {source}{_where(mark)}: {_cut(problem)}") from None
     except (ValueError, OverflowError) as err:  # e.g. an integer of 5,000 digits
-        raise YamlProblem(f"{source}: a value cannot be read ({_cut(str(err))})") from None
+        problem = "a number has too many digits" if "digits" in str(err) else _cut(str(err))
+        raise YamlProblem(f"{source}: a value cannot be read ({problem})") from None
     except RecursionError:
         raise YamlProblem(f"{source}: nested too deeply to read") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def is_plain(value: Any) -> bool:
