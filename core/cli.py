@@ -28,14 +28,19 @@ def _load_job(args, launch: bool = False):
     """
     from core.spec import SpecError, check_launch, load_spec
 
+    spec = None
     try:
         spec = load_spec(args.job, args.overrides)
-        for note in spec.notes:
-            print(f"note: {note}", file=sys.stderr)
         if launch:
-            check_launch(spec)
+            check_launch(spec)  # adds its warnings (no chat template, little free disk) to spec.notes
     except SpecError as err:
-        print(f"error: invalid job:\n{err}", file=sys.stderr)
+        failed = err
+    else:
+        failed = None
+    for note in spec.notes if spec is not None else []:
+        print(f"note: {note}", file=sys.stderr)
+    if failed is not None:
+        print(f"error: invalid job:\n{failed}", file=sys.stderr)
         return None
     return spec
 

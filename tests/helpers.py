@@ -1,6 +1,7 @@
 """Shared helpers for the core tests: a tiny job spec and small waiting utilities."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 
@@ -116,3 +117,36 @@ def greedy_reference(model, tokenizer, question: str, max_new_tokens: int = 12) 
                              eos_token_id=end_token_ids(tokenizer, model.generation_config),
                              pad_token_id=tokenizer.pad_token_id)
     return tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+@contextlib.contextmanager
+def small_tmpfs(mount_point, size: str = "24m", inodes: int | None = None):
+    """A real small file system at `mount_point` (tmpfs), so writes fail with ENOSPC as on a full disk;
+    `inodes` limits files and folders too (then creating one fails the same way). Skips the test where
+    mounting is not allowed (not root)."""
+    import subprocess
+    from pathlib import Path
+
+    import pytest
+
+    Path(mount_point).mkdir(parents=True, exist_ok=True)
+    options = f"size={size}" + (f",nr_inodes={inodes}" if inodes else "")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield Path(mount_point)
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill_disk(folder) -> None:
+    """Write zeros into `folder` until its file system is full."""
+    from pathlib import Path
+
+    with open(Path(folder) / "filler", "wb", buffering=0) as fh:
+        try:
+            while fh.write(b"\0" * 65536):
+                pass
+        except OSError:
+            pass

@@ -1,10 +1,12 @@
 """Assemble the workbench page and serve it."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import gradio as gr
 
+from core.runtime.disk import make_folder
 from webui import i18n
 from webui.chat_tab import build_chat_tab, end_session
 from webui.data_tab import build_data_tab
@@ -14,7 +16,9 @@ from webui.train_tab import build_train_tab
 
 
 def build_app(workspace: Path, lang: str = "en") -> gr.Blocks:
-    workspace.mkdir(parents=True, exist_ok=True)
+    problem = make_folder(workspace)  # a full disk must not stop the UI from starting
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
     with gr.Blocks(title="LoRA Workbench") as demo:
         with gr.Row():
             gr.Markdown(**i18n.props("title", lang))

@@ -125,13 +125,13 @@ class JobForm(FieldForm):
     def to_dict(self, method: str, values: list, keys: list[str] | None = None) -> dict:
         """Form values -> nested job data for core.spec.spec_from_dict (which validates).
 
-        `values` follow `keys` (dotted field names), by default every field in form order.
+        `values` follow `keys` (dotted field names), by default every field in form order. An emptied
+        number box arrives as None and is passed on: the spec refuses it by name, rather than quietly
+        training with the declaration's default where the user last saw a preset's value.
         """
         data: dict[str, Any] = {"method": method}
         for dotted, value in zip(self.components if keys is None else keys, values):
             section, key = dotted.split(".", 1)
-            if value is None:
-                continue  # an emptied number box: leave the spec default
             data.setdefault(section, {})[key] = value
         return data
 

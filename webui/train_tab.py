@@ -216,8 +216,11 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
             return current, ["**", ["busy"], f"** {html.escape(str(err))}"], gr.skip()
         except runner.LaunchError as err:  # the process could not be started; the run folder says failed
             return current, ["**", ["launch_failed"], f"** {html.escape(str(err))}"], gr.skip()
-        # Show the new run at once, not the previous run's last state until the next tick.
-        return RunWatch.of(run), [*warning, ["started", {"run": run.run_id}]], progress_html(run, run.status(), [], lang_now)
+        # Show the new run at once, not the previous run's last state until the next tick; with the launch
+        # checks' warnings (no chat template, little free disk), which do not stop it.
+        notes = [f"\n\n- {html.escape(note)}" for note in spec.notes]
+        return (RunWatch.of(run), [*warning, ["started", {"run": run.run_id}], *notes],
+                progress_html(run, run.status(), [], lang_now))
 
     def on_stop():
         run = active_run(workspace)

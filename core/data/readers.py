@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.data.limits import MAX_ROW_BYTES, row_size_problem, rows_problem, value_problem
 from core.data.registry import DatasetError
 
 SUFFIXES = (".json", ".jsonl", ".csv", ".parquet", ".txt")
@@ -44,6 +45,11 @@ def _decode(data: bytes, path: Path) -> str:
 def _parse_line(raw: bytes, number: int, text_file: bool) -> Row | None:
     """One line of a .jsonl or .txt file as a Row; None for a blank line."""
     where = f"line {number}"
+    if not raw.strip():
+        return None
+    too_big = row_size_problem(len(raw))
+    if too_big:  # not decoded or parsed at all: that is where a huge line costs time and memory
+        return Row(where, problem=too_big)
     try:
         line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
     except UnicodeDecodeError as err:
@@ -57,9 +63,21 @@ def _parse_line(raw: bytes, number: int, text_file: bool) -> Row | None:
     except json.JSONDecodeError as err:
         shown = line[:SNIPPET] + ("…" if len(line) > SNIPPET else "")
         return Row(where, problem=f"invalid JSON ({err.msg} at column {err.colno}): {shown!r}")
+    except RecursionError:
+        return Row(where, problem=NESTED_TOO_DEEP)
+    return _object_row(where, value)
+
+
+NESTED_TOO_DEEP = "nested too deeply to read (thousands of levels of [ or {)"
+
+
+def _object_row(where: str, value, json_text: bool = True) -> Row:
+    """A parsed row as a Row: a JSON object within the limits of core/data/limits.py, else its problem.
+    `json_text` rows may not hold NaN (JSON has none); a parquet or hub table's float column may."""
     if not isinstance(value, dict):
         return Row(where, problem=f"expected a JSON object, got {type(value).__name__}")
-    return Row(where, value)
+    problem = value_problem(value, nan_allowed=not json_text)
+    return Row(where, problem=problem) if problem else Row(where, value)
 
 
 def _json_array_rows(path: Path) -> list[Row]:
@@ -98,9 +116,11 @@ def _json_array_rows(path: Path) -> list[Row]:
             value, end = decoder.raw_decode(text, i)
         except json.JSONDecodeError as err:
             fail(err.pos, err.msg)
+        except RecursionError:
+            fail(i, NESTED_TOO_DEEP)
         where = f"sample {len(rows) + 1} (line {line})"
-        rows.append(Row(where, value) if isinstance(value, dict)
-                    else Row(where, problem=f"expected a JSON object, got {type(value).__name__}"))
+        too_big = row_size_problem(len(text[i:end].encode("utf-8")) if end - i > MAX_ROW_BYTES // 4 else end - i)
+        rows.append(Row(where, problem=too_big) if too_big else _object_row(where, value))
         i = skip(end)
         if i < length and text[i] == ",":
             i = skip(i + 1)
@@ -123,7 +143,9 @@ def _csv_rows(path: Path) -> list[Row]:
     rows = []
     try:
         for record in reader:
-            rows.append(Row(f"line {reader.line_num}", {k: v for k, v in record.items() if k is not None}))
+            value = {k: v for k, v in record.items() if k is not None}
+            too_big = row_size_problem(sum(len(v) for v in value.values() if isinstance(v, str)))
+            rows.append(Row(f"line {reader.line_num}", problem=too_big) if too_big else Row(f"line {reader.line_num}", value))
     except csv.Error as err:
         raise DatasetError(f"{path} line {reader.line_num}: bad CSV ({err})") from None
     return rows
@@ -136,7 +158,7 @@ def _parquet_rows(path: Path) -> list[Row]:
         table = pq.read_table(path)
     except Exception as err:  # pyarrow raises several types for a corrupt file
         raise DatasetError(f"{path}: not a readable parquet file ({err})") from None
-    return [Row(f"row {n}", value) for n, value in enumerate(table.to_pylist(), start=1)]
+    return [_object_row(f"row {n}", value, json_text=False) for n, value in enumerate(table.to_pylist(), start=1)]
 
 
 class RowSource:
@@ -170,6 +192,9 @@ class RowSource:
             self._rows = _parquet_rows(self.path)
         if len(self) == 0:
             raise DatasetError(f"{self.path}: holds no samples")
+        too_many = rows_problem(len(self))
+        if too_many:
+            raise DatasetError(f"{self.path}: {too_many}")
 
     def _index_lines(self) -> None:
         offset = 0

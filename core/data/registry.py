@@ -48,10 +48,16 @@ def read_registry(registry: str = "") -> dict[str, dict]:
             data = json.load(fh)
     except FileNotFoundError:
         raise DatasetError(f"dataset registry not found: {path}") from None
+    except IsADirectoryError:
+        raise DatasetError(f"dataset registry {path} is a folder; give its dataset_info.json file") from None
     except UnicodeDecodeError:
         raise DatasetError(f"dataset registry {path} is not UTF-8 text") from None
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path} line {err.lineno}: invalid JSON ({err.msg})") from None
+    except RecursionError:
+        raise DatasetError(f"dataset registry {path} is nested too deeply to read") from None
+    except OSError as err:
+        raise DatasetError(f"dataset registry {path} cannot be read: {err.strerror}") from None
     if not isinstance(data, dict):
         raise DatasetError(f"dataset registry {path} must hold an object of named entries")
     return data
@@ -63,6 +69,17 @@ def dataset_names(value: str) -> list[str]:
 
 
 def entry_from_info(name: str, info: dict, registry: str = "") -> DatasetEntry:
+    """The registry's entry `name` as a DatasetEntry; DatasetError names the entry and key that is malformed."""
+    where = f"registry entry '{name}'"
+    if not isinstance(info, dict):
+        raise DatasetError(f"{where} must be an object of keys (file_name, formatting, ...), got {type(info).__name__}")
+    for key, kind in (("file_name", str), ("hf_hub_url", str), ("formatting", str), ("split", str),
+                      ("columns", dict), ("num_samples", int)):
+        if info.get(key) is not None and not isinstance(info[key], kind) or isinstance(info.get(key), bool):
+            raise DatasetError(f"{where}: '{key}' must be {'text' if kind is str else kind.__name__}, "
+                               f"got {type(info[key]).__name__}")
+    if (info.get("num_samples") or 0) < 0:
+        raise DatasetError(f"{where}: 'num_samples' must not be negative")
     tags = info.get("tags")
     return DatasetEntry(
         name=name,
@@ -93,7 +110,11 @@ def list_entries(registry: str = "") -> list[tuple[DatasetEntry, str | None]]:
     for name, info in read_registry(registry).items():
         if not isinstance(info, dict):
             continue
-        entry = entry_from_info(name, info, registry)
+        try:
+            entry = entry_from_info(name, info, registry)
+        except DatasetError as err:
+            out.append((DatasetEntry(name=name), str(err)))
+            continue
         # Hub entries are not probed here (dozens of network calls); they are checked when chosen.
         reason = ("on the hub: needs a network, checked when chosen" if entry.path is None and entry.hub_id
                   else unavailable_reason(entry))

@@ -92,6 +92,7 @@ class CheckReport:
     num_samples: int = 0
     problems: list[str] = field(default_factory=list)  # "where: what", at most PROBLEM_CAP
     total_problems: int = 0
+    used_samples: int = 0  # what training takes: the rows, or a registry entry's num_samples of them
     fatal: str = ""  # the whole dataset is unusable (missing, empty, unreadable, ranking, unknown format)
 
     @property
@@ -124,6 +125,7 @@ def check_dataset(name: str, registry: str = "", cap: int = PROBLEM_CAP, formatt
         report.fatal = str(err)
         return report
     report.formatting, report.num_samples = data.formatting, len(data)
+    report.used_samples = min(len(data), data.entry.num_samples) if data.entry.num_samples else len(data)
     for where, _, problem in data:
         if problem:
             report.total_problems += 1

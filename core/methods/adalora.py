@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from transformers import TrainerCallback
 
 from core.methods.targets import TOGGLES, resolve_targets
-from core.spec.schema import opt
+from core.spec.schema import MAX_STEPS, opt
 
 NAME = "adalora"
 EXPLAINER = (
@@ -42,13 +42,16 @@ class Params:
         0,
         "Steps of warm-up at full rank before pruning starts, so importance scores settle first.",
         lo=0,
+        hi=MAX_STEPS,
     )
     tfinal: int = opt(
         0,
         "Steps at the end that train with the final ranks fixed; pruning must finish before them.",
         lo=0,
+        hi=MAX_STEPS,
     )
-    delta_t: int = opt(1, "Prune every this many steps while the budget shrinks. 1 follows the schedule most closely.", lo=1)
+    delta_t: int = opt(1, "Prune every this many steps while the budget shrinks. 1 follows the schedule most closely.", lo=1,
+                      hi=MAX_STEPS)
     beta1: float = opt(
         0.85,
         "Smoothing of the importance scores across steps (0-1). Higher is steadier but slower to react.",

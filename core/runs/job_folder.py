@@ -108,9 +108,14 @@ class JobFolder:
         if status["state"] in ACTIVE_STATES and status.get("pid") and not pid_alive(status["pid"]):
             status = self.raw_status()  # it may have written its last word just now
             if status["state"] in ACTIVE_STATES:
-                status = self.write_status(state="failed", ended_at=time.time(), error={
+                verdict = dict(state="failed", ended_at=time.time(), error={
                     "kind": "ProcessDied",
                     "message": f"the {self.WORKER} process ended without reporting; see {self.LOG_NAME}"})
+                try:
+                    status = self.write_status(**verdict)
+                except OSError as err:  # a full disk: the reader still gets the verdict, and says why it is not saved
+                    verdict["error"]["message"] += f" (status.json could not be updated: {err.strerror})"
+                    status = {**status, **verdict}
         return status
 
     def is_active(self) -> bool:

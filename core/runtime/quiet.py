@@ -26,10 +26,28 @@ class _FileMadeOnFirstRecord(logging.FileHandler):
 
     def __init__(self, path: Path):
         super().__init__(path, encoding="utf-8", delay=True)
+        self.failed = False
 
     def _open(self):
         Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
         return super()._open()
+
+    def handleError(self, record):
+        # The log cannot be written (a full disk, most likely): say so once, in one line, and drop library
+        # warnings from then on, instead of a traceback on the terminal for every record.
+        if not self.failed:
+            self.failed = True
+            err = sys.exc_info()[1]
+            print(f"warning: library warnings cannot be written to {self.baseFilename}: {err}; they are dropped",
+                  file=sys.stderr)
+
+    def emit(self, record):
+        if self.failed:
+            return
+        try:
+            super().emit(record)  # opening the file (on the first record) is outside the base class's guard
+        except OSError:
+            self.handleError(record)
 
 
 def _hand_records_to_root(module) -> None:

@@ -1,38 +1,59 @@
 """Launch checks: what a parsed job needs from the world at Start, and only there.
 
-The model must be reachable, every dataset must be readable and well-formed, the device must be
-present, and the method's own launch checks must pass (a library backend, the model's config).
+The model must be reachable and its folder whole (config, weight headers, tokenizer), every dataset
+must be readable and well-formed and fit the job (the eval split leaves samples on both sides, some
+answer survives the max_length cut), the device must be present and suit the precision, and the
+method's own launch checks must pass (a library backend, the model's config). What does not stop a run
+but deserves a word (no chat template in the model, too little free disk) comes back as notes.
 Opening an existing run never calls this: a finished run stays usable when its dataset moved,
 the hub is offline, or the machine has no GPU.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from core.spec.parse import SpecError
+from core.spec.rules import precision_problem
 from core.spec.schema import JobSpec
 
 
-def check_launch(spec: JobSpec) -> None:
-    """Raise SpecError naming every problem by field, or return when the job can start here."""
+def check_launch(spec: JobSpec) -> list[str]:
+    """Raise SpecError naming every problem by field, or return the notes for a job that can start here
+    (they are added to `spec.notes` too)."""
     from core.methods import METHODS
 
-    problems = _model_problems(spec) + _data_problems(spec) + _device_problems(spec)
+    model_problems, notes, folder = _model_problems(spec)
+    data_problems, reports = _data_problems(spec)
+    problems = model_problems + data_problems + _device_problems(spec)
+    if not data_problems:
+        problems += _eval_split_problems(spec, reports)
+        if folder is not None and not model_problems:
+            problems += _max_length_problems(spec, folder)
     reported = {key for key, _ in problems}
     problems += [p for p in METHODS[spec.method].check_launch(spec) if p[0] not in reported]
     if problems:
         raise SpecError(problems)
+    notes += _space_notes(spec, sum(r.used_samples for r in reports), folder)
+    spec.notes.extend(notes)
+    return notes
 
 
-def _model_problems(spec: JobSpec) -> list[tuple[str, str]]:
+def _model_problems(spec: JobSpec) -> tuple[list[tuple[str, str]], list[str], Path | None]:
+    """(problems, notes, the local folder or None for a hub id)."""
+    from core.models.check import folder_problems
     from core.models.source import ModelSourceError, resolve_model
 
     try:
-        resolve_model(spec.model.path)
+        resolved = Path(resolve_model(spec.model.path))
     except ModelSourceError as err:
-        return [("model.path", str(err))]
-    return []
+        return [("model.path", str(err))], [], None
+    if not resolved.is_dir():
+        return [], [], None  # a hub id, or the bundled model before its first conversion
+    problems, notes = folder_problems(resolved)
+    return [("model.path", p) for p in problems], [f"model.path: {n}" for n in notes], resolved
 
 
-def _data_problems(spec: JobSpec) -> list[tuple[str, str]]:
+def _data_problems(spec: JobSpec):
     """Read every dataset now, so bad data is refused before a run folder exists, naming each bad line."""
     from core.data.registry import DatasetError, read_registry
     from core.data.source import check_datasets
@@ -41,16 +62,73 @@ def _data_problems(spec: JobSpec) -> list[tuple[str, str]]:
         try:
             read_registry(spec.data.registry)
         except DatasetError as err:  # every name would fail for this one reason: say it once, at its field
-            return [("data.registry", str(err))]
-    return [("data.dataset", "\n".join(report.lines()))
-            for report in check_datasets(spec.data.dataset, spec.data.registry) if not report.usable]
+            return [("data.registry", str(err))], []
+    reports = check_datasets(spec.data.dataset, spec.data.registry)
+    return [("data.dataset", "\n".join(r.lines())) for r in reports if not r.usable], reports
+
+
+def _eval_split_problems(spec: JobSpec, reports) -> list[tuple[str, str]]:
+    from core.data.fit import eval_split_problem
+
+    problem = eval_split_problem(sum(r.used_samples for r in reports), spec.data.eval_split, spec.data.max_samples)
+    return [("data.eval_split", problem)] if problem else []
+
+
+def _max_length_problems(spec: JobSpec, folder: Path) -> list[tuple[str, str]]:
+    """Encode samples with the model's tokenizer until one keeps an answer token within max_length."""
+    from core.data.encode import ensure_chat_template
+    from core.data.fit import dataset_samples, max_length_problems
+
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except Exception as err:  # transformers raises many kinds for a broken tokenizer file
+        return [("model.path", f"the tokenizer in {folder} cannot be loaded: {type(err).__name__}: {str(err)[:300]}")]
+    ensure_chat_template(tokenizer)
+    return max_length_problems(dataset_samples(spec), tokenizer, spec.data.max_length, spec.data.train_on_prompt)
 
 
 def _device_problems(spec: JobSpec) -> list[tuple[str, str]]:
-    if spec.runtime.device != "cuda":
-        return []
-    import torch
+    from core.runtime.device import pick_device
 
-    if torch.cuda.is_available():
+    if spec.runtime.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            return [("runtime.device", "cuda was asked for but no CUDA GPU is visible; use auto or cpu")]
+    problem = precision_problem(spec.runtime.precision, pick_device(spec.runtime.device))
+    return [("runtime.precision", problem)] if problem else []
+
+
+TOKENIZER_PATTERNS = ("tokenizer*", "vocab*", "merges*", "special_tokens_map*", "chat_template*", "*.model")
+
+
+def _tokenizer_bytes(folder: Path | None) -> int:
+    """The size of the tokenizer files, which the adapter and every checkpoint carry a copy of."""
+    if folder is None:
+        return 5_000_000  # a hub model: a typical tokenizer
+    files = {p for pattern in TOKENIZER_PATTERNS for p in folder.glob(pattern) if p.is_file()}
+    return sum(p.stat().st_size for p in files)
+
+
+def _space_notes(spec: JobSpec, num_samples: int, folder: Path | None) -> list[str]:
+    """A note when the run's adapter and checkpoints would not fit in the free space of the workspace."""
+    from core.models.params import count_parameters
+    from core.paths import default_workspace
+    from core.runtime.disk import space_note
+    from core.training.trainer import planned_steps
+
+    try:
+        trainable = count_parameters(spec)["trainable"]
+    except Exception:  # a config the meta model cannot build: the trainer will say so; no estimate then
         return []
-    return [("runtime.device", "cuda was asked for but no CUDA GPU is visible; use auto or cpu")]
+    weights, tokenizer = trainable * 4, _tokenizer_bytes(folder)  # fp32 values
+    adapter = weights + tokenizer
+    checkpoint = weights * 3 + tokenizer + 100_000  # weights, the optimiser's two moments, tokenizer, state files
+    used = min(num_samples, spec.data.max_samples) if spec.data.max_samples else num_samples
+    steps = planned_steps(max(used, 1), spec.train)
+    saves = -(-steps // spec.train.save_steps) if spec.train.save_steps else 1  # a Stop saves one checkpoint
+    what = f"adapter {adapter / 1e6:.1f} MB + {saves} checkpoint{'s' * (saves != 1)} of {checkpoint / 1e6:.1f} MB"
+    note = space_note(default_workspace(), adapter + saves * checkpoint, what)
+    return [note] if note else []

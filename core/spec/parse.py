@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 from core.spec.schema import JobSpec, method_choices, section_types, spec_fields, used_sections
-from core.spec.values import bounds_problem, coerce, suggest
+from core.spec.values import bounds_problem, brief, coerce, suggest
+from core.spec.yaml_text import MAX_BYTES, YamlProblem, is_plain, load_yaml
 
 
 class SpecError(ValueError):
@@ -41,8 +42,8 @@ def spec_from_dict(data: dict[str, Any] | None) -> JobSpec:
     types = section_types()
 
     method = data.pop("method", spec.method)
-    if method not in method_choices():
-        problems.append(("method", f"{method!r} is not one of: {', '.join(method_choices())}"))
+    if not isinstance(method, str) or method not in method_choices():
+        problems.append(("method", f"{brief(method)} is not one of: {', '.join(method_choices())}"))
         used = set(types)  # the method is unknown: check every section, so its other problems show too
     else:
         spec.method = method
@@ -50,7 +51,8 @@ def spec_from_dict(data: dict[str, Any] | None) -> JobSpec:
 
     for section_name, values in data.items():
         if section_name not in types:
-            problems.append((section_name, "unknown section" + suggest(section_name, list(types) + ["method"])))
+            name = brief(section_name) if not isinstance(section_name, str) or len(section_name) > 60 else section_name
+            problems.append((name, "unknown section" + suggest(section_name, list(types) + ["method"])))
             continue
         if section_name not in used:
             spec.notes.append(f"ignored section '{section_name}': method {spec.method} does not read it")
@@ -63,7 +65,7 @@ def spec_from_dict(data: dict[str, Any] | None) -> JobSpec:
         fields = {f.name: f for f in spec_fields(types[section_name])}
         section = spec.sections[section_name]
         for key, raw in values.items():
-            dotted = f"{section_name}.{key}"
+            dotted = f"{section_name}.{key if isinstance(key, str) and len(key) <= 60 else brief(key)}"
             if key not in fields:
                 problems.append((dotted, "unknown key" + suggest(key, fields)))
                 continue
@@ -118,13 +120,18 @@ def _first_per_field(problems: list[tuple[str, str]], reported: set[str]) -> lis
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """Turn ['lora.r=16', 'train.epochs=2'] into nested data; values are parsed as YAML scalars."""
+    """Turn ['lora.r=16', 'train.epochs=2'] into nested data.
+
+    A value is read as YAML, so numbers, true/false and [a, b] lists work, but it must come out a plain
+    value or a list of them: a mapping (`{{author}}` is one in YAML), a tag or a broken list is refused
+    naming the key, with the hint to quote text."""
     nested: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise SpecError([(pair, "an override must look like section.key=value")])
+            raise SpecError([(brief(pair), "an override must look like section.key=value")])
         dotted, raw = pair.split("=", 1)
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        dotted = dotted.strip()
+        value = _override_value(dotted, raw)
         if dotted == "method":
             nested["method"] = value
             continue
@@ -133,6 +140,20 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         section, key = dotted.split(".", 1)
         nested.setdefault(section, {})[key] = value
     return nested
+
+
+def _override_value(dotted: str, raw: str) -> Any:
+    quote_hint = f"; to give text, put it in quotes inside the value, e.g. --set '{dotted}=\"...\"'"
+    if not raw.strip():
+        return ""
+    try:
+        value = load_yaml(raw, source=f"the value of {dotted}")
+    except YamlProblem as err:
+        raise SpecError([(dotted, f"{err}{quote_hint}")]) from None
+    if not is_plain(value):
+        what = "a mapping" if isinstance(value, dict) else brief(value)
+        raise SpecError([(dotted, f"expected a plain value or a list of plain values, got {what}{quote_hint}")])
+    return value
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -148,10 +169,18 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def read_yaml(path: str) -> dict[str, Any]:
     """Read a YAML job file; syntax errors name the file, line and column."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise SpecError([("", f"job file not found: {path}")]) from None
+    except IsADirectoryError:
+        raise SpecError([("", f"{path} is a folder; give a job file (YAML), e.g. presets/quickstart.yaml")]) from None
+    except OSError as err:
+        raise SpecError([("", f"job file {path} cannot be read: {err.strerror}")]) from None
+    if len(raw) > MAX_BYTES:
+        raise SpecError([("", f"{path} is larger than {MAX_BYTES:,} bytes; a job file is a few kilobytes of YAML")])
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
         raise SpecError([("", f"{path} is not UTF-8 text ({err.reason} at byte {err.start})")]) from None
     return parse_yaml_text(text, source=path)
@@ -159,12 +188,9 @@ def read_yaml(path: str) -> dict[str, Any]:
 
 def parse_yaml_text(text: str, source: str = "job") -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or str(err)
-        raise SpecError([("", f"malformed YAML in {source}{where}: {problem}")]) from None
+        data = load_yaml(text, source)
+    except YamlProblem as err:
+        raise SpecError([("", str(err))]) from None
     if data is None:
         return {}
     if not isinstance(data, dict):

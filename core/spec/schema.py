@@ -13,6 +13,12 @@ from typing import Any
 
 BUNDLED_MODEL = "SmolLM2-135M-Instruct"
 
+# Upper bounds shared by several counts. A million optimiser steps is far beyond any fine-tuning run (at
+# ten steps a second it is more than a day); a bigger number is a typo (1e21) and would overflow a schedule.
+MAX_STEPS = 1_000_000
+MAX_SAMPLES = 10_000_000  # as many rows as a dataset may hold (core/data/limits.py)
+MAX_SEED = 2**32 - 1  # numpy's seeds stop here; torch and Python accept it too
+
 
 def opt(default, help: str, *, lo=None, hi=None, choices=None, multi=False, kind=None):
     """Declare a spec field with its default, plain-words help and allowed values.
@@ -48,7 +54,7 @@ class DataSection:
     name: str = opt("Ferret", "Fills {{name}} in identity-style datasets: the name the model learns to give itself.")
     author: str = opt("LoRA Workbench", "Fills {{author}} in identity-style datasets.")
     max_samples: int = opt(0, "Use at most this many samples (0 = all), picked at random with the training seed. "
-                           "Handy for a quick trial run.", lo=0)
+                           "Handy for a quick trial run.", lo=0, hi=MAX_SAMPLES)
     max_length: int = opt(
         512,
         "Longest sequence in tokens; longer samples are cut. Memory and time grow with it.",
@@ -66,7 +72,7 @@ class DataSection:
         lo=0.0,
         hi=0.5,
     )
-    eval_steps: int = opt(0, "Measure eval loss every this many steps (0 = about ten times per run).", lo=0)
+    eval_steps: int = opt(0, "Measure eval loss every this many steps (0 = about ten times per run).", lo=0, hi=MAX_STEPS)
     batching: str = opt(
         "padded",
         "How samples share a batch. padded: each row padded to the longest in its batch (simple). "
@@ -85,7 +91,8 @@ class TrainSection:
         lo=0.01,
         hi=1000,
     )
-    max_steps: int = opt(0, "Stop after this many optimiser steps (0 = decide from epochs).", lo=0)
+    max_steps: int = opt(0, "Stop after this many optimiser steps (0 = decide from epochs).", lo=0,
+                         hi=MAX_STEPS)
     learning_rate: float = opt(
         2e-4,
         "Step size. LoRA tolerates higher rates than full fine-tuning (1e-4 to 1e-3); too high diverges.",
@@ -100,13 +107,15 @@ class TrainSection:
         hi=4096,
     )
     weight_decay: float = opt(0.0, "Pulls weights towards zero; a little (0.01) can curb overfitting.", lo=0.0, hi=1.0)
-    warmup_steps: int = opt(0, "Steps over which the learning rate ramps up from zero; steadies early training.", lo=0)
+    warmup_steps: int = opt(0, "Steps over which the learning rate ramps up from zero; steadies early training.", lo=0,
+                            hi=MAX_STEPS)
     lr_scheduler: str = opt(
         "cosine",
         "How the learning rate falls over the run.",
         choices=["cosine", "linear", "constant", "constant_with_warmup"],
     )
-    max_grad_norm: float = opt(1.0, "Clip gradients to this norm (0 = no clipping); guards against spikes.", lo=0.0)
+    max_grad_norm: float = opt(1.0, "Clip gradients to this norm (0 = no clipping); guards against spikes.", lo=0.0,
+                                hi=1e6)
     group_by_length: bool = opt(
         False,
         "Batch samples of similar length together: less padding, so faster on uneven data; the order is a little less random.",
@@ -118,9 +127,9 @@ class TrainSection:
         "auto turns it on only when the memory estimate without it exceeds 90% of the device's free memory.",
         choices=["auto", "on", "off"],
     )
-    logging_steps: int = opt(1, "Write a metrics point every this many steps.", lo=1)
-    save_steps: int = opt(0, "Save a resumable checkpoint every this many steps (0 = only at the end).", lo=0)
-    seed: int = opt(42, "Random seed for shuffling and adapter initialisation; same seed, same run.", lo=0)
+    logging_steps: int = opt(1, "Write a metrics point every this many steps.", lo=1, hi=MAX_STEPS)
+    save_steps: int = opt(0, "Save a resumable checkpoint every this many steps (0 = only at the end).", lo=0, hi=MAX_STEPS)
+    seed: int = opt(42, "Random seed for shuffling and adapter initialisation; same seed, same run.", lo=0, hi=MAX_SEED)
 
 
 @dataclass

@@ -11,7 +11,6 @@ import os
 import shutil
 import sys
 import time
-import traceback
 from pathlib import Path
 
 from core.runs.folder import RunFolder
@@ -32,6 +31,7 @@ def build_datasets(spec, tokenizer):
     from datasets import Dataset
 
     from core.data.encode import encode_samples
+    from core.data.fit import eval_split_problem, held_out_count
     from core.data.source import load_samples
 
     d = spec.data
@@ -40,9 +40,10 @@ def build_datasets(spec, tokenizer):
         random.Random(spec.train.seed).shuffle(samples)
     if d.max_samples:
         samples = samples[: d.max_samples]
-    held = round(len(samples) * d.eval_split) if d.eval_split else 0
-    if d.eval_split and (held < 1 or held >= len(samples)):
-        raise ValueError(f"data.eval_split={d.eval_split} of {len(samples)} samples leaves no eval or no train sample")
+    problem = eval_split_problem(len(samples), d.eval_split)  # the launch checks asked the same
+    if problem:
+        raise ValueError(f"data.eval_split: {problem}")
+    held = held_out_count(len(samples), d.eval_split)
     train_rows = encode_samples(tokenizer, samples[held:], d.max_length, d.train_on_prompt)
     eval_rows = encode_samples(tokenizer, samples[:held], d.max_length, d.train_on_prompt) if held else None
     train, held_out = Dataset.from_list(train_rows), Dataset.from_list(eval_rows) if eval_rows else None
@@ -69,8 +70,12 @@ def save_adapter(write_adapter, tokenizer, target: Path) -> None:
     """Write the adapter whole or not at all: `write_adapter(folder)` fills a temporary folder, then it is renamed."""
     tmp = target.with_name(".adapter.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    write_adapter(tmp)
-    tokenizer.save_pretrained(tmp)
+    try:
+        write_adapter(tmp)
+        tokenizer.save_pretrained(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # e.g. the disk filled: leave no half adapter behind
+        raise
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
 
@@ -105,7 +110,8 @@ def training_args(spec, output_dir, device: str, precision: str, total_steps: in
         weight_decay=t.weight_decay,
         warmup_steps=t.warmup_steps,
         lr_scheduler_type=t.lr_scheduler,
-        max_grad_norm=t.max_grad_norm or None,
+        max_grad_norm=t.max_grad_norm,  # 0 skips clipping (the Trainer compares it with 0; None was a TypeError)
+        logging_nan_inf_filter=False,  # a NaN loss is logged as NaN, not hidden, so the guard sees it
         logging_steps=t.logging_steps,
         gradient_checkpointing=t.gradient_checkpointing == "on" if checkpointing is None else checkpointing,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
@@ -144,6 +150,7 @@ def train(run: RunFolder) -> str:
     from core.methods import METHODS, TrainPlan
     from core.models.loading import load_base_model, load_tokenizer
     from core.training.callback import RunFolderCallback
+    from core.training.guards import RunGuard, check_weights, disk_full_named
     from core.training.lean_trainer import LeanSFTTrainer
     from core.training.levers import choose as choose_levers
 
@@ -184,13 +191,16 @@ def train(run: RunFolder) -> str:
     if optimizer is not None:
         trainer.optimizer = optimizer  # the Trainer builds its own only when none is set
     extra = call("callbacks", spec, trainer.model, plan)
+    guard = RunGuard()  # first, so a NaN step is refused before anything records it
     # The run-folder callback goes last, so a method callback's on_log/on_step_end work is done before it writes.
-    for cb in [*extra, RunFolderCallback(run, samples_per_step=t.batch_size * t.grad_accum, extras=extra,
-                                         prediction=levers.prediction)]:
+    for cb in [guard, *extra, RunFolderCallback(run, samples_per_step=t.batch_size * t.grad_accum, extras=extra,
+                                                prediction=levers.prediction)]:
         trainer.add_callback(cb)
     trainer.model.print_trainable_parameters()
-    trainer.train()
-    save_adapter(lambda folder: call("save_adapter", spec, trainer.model, folder), tokenizer, run.adapter_dir)
+    with disk_full_named(run.path, guard):
+        trainer.train()
+        check_weights(trainer.model, trainer.state.global_step)
+        save_adapter(lambda folder: call("save_adapter", spec, trainer.model, folder), tokenizer, run.adapter_dir)
     return "stopped" if run.stop_requested() else "completed"
 
 
@@ -198,14 +208,14 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m core.training.trainer RUN_FOLDER/job.yaml", file=sys.stderr)
         return 2
+    from core.training.guards import report_failure
+
     run = RunFolder(Path(argv[0]).resolve().parent)
-    run.write_status(state="running", pid=os.getpid(), started_at=time.time(), error=None)
     try:
+        run.write_status(state="running", pid=os.getpid(), started_at=time.time(), error=None)
         final = train(run)
     except BaseException as err:  # report every failure, KeyboardInterrupt included, then re-raise nothing
-        traceback.print_exc()
-        run.mark_failed(err)
-        return 1
+        return report_failure(run, err)  # its kind and message; also on a full disk (DiskFull)
     run.write_status(state=final, ended_at=time.time())
     print(f"[workbench] {final}: adapter saved to {run.adapter_dir}", flush=True)
     return 0
