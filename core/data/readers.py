@@ -207,9 +207,6 @@ class RowSource:
     def __len__(self) -> int:
         return len(self._rows) if self._rows is not None else len(self._offsets)
 
-    def row(self, index: int) -> Row:
-        return self.page(index, 1)[0]
-
     def page(self, start: int, count: int) -> list[Row]:
         if self._rows is not None:
             return self._rows[start : start + count]
