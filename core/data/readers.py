@@ -162,7 +162,7 @@ def _parquet_rows(path: Path) -> list[Row]:
 
 
 class RowSource:
-    """A dataset file's rows, indexed once; `row(i)` and `page()` read only what they return."""
+    """A dataset file's rows, indexed once; `page()` reads only what they return."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
