@@ -13,6 +13,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from core.access import AccessDenied, AccessPolicy
 from core.data.formats import FORMATS
 from core.data.preview import length_stats, preview_page
 from core.data.registry import DatasetError, list_entries
@@ -39,10 +40,10 @@ def tokenizer_for(model_path: str):
     return load_tokenizer(model_path)
 
 
-def registry_choices(registry: str, lang: str) -> list[tuple[str, str]]:
+def registry_choices(registry: str, lang: str, policy: AccessPolicy) -> list[tuple[str, str]]:
     """Registry entries as dropdown choices; unavailable ones say why in their label."""
     try:
-        entries = list_entries(registry)
+        entries = list_entries(registry, policy)
     except DatasetError:
         return []
     out = []
@@ -85,13 +86,14 @@ def stats_titles(stats, lang: str) -> dict[str, str]:
 EMPTY = {"source": None, "start": 0, "total": 0, "stats": None}
 
 
-def build_data_tab(workspace: Path, page: PageLanguage, train_form):
-    """Draw the tab; `train_form` is the Train tab's JobForm, whose model and data fields it reads and fills."""
+def build_data_tab(workspace: Path, page: PageLanguage, train_form, policy: AccessPolicy):
+    """Draw the tab; `train_form` is the Train tab's JobForm, whose model and data fields it reads and fills.
+    Every file it reads (datasets, registries, uploads) goes through `policy`, the server's access rule."""
     lang = page.lang
     c = train_form.components
     with gr.Row():
         registry = gr.Textbox(value="", **i18n.props("data-registry", lang))
-        source = gr.Dropdown(choices=registry_choices("", lang), value="identity", allow_custom_value=True,
+        source = gr.Dropdown(choices=registry_choices("", lang, policy), value="identity", allow_custom_value=True,
                              **i18n.props("data-source", lang))
     # An upload button rather than a drop zone: its whole text is ours, so it follows the language switch.
     upload = gr.UploadButton(file_types=[".json", ".jsonl", ".csv", ".parquet", ".txt"], type="filepath",
@@ -126,10 +128,10 @@ def build_data_tab(workspace: Path, page: PageLanguage, train_form):
         try:
             mapping = parse_columns(cols)
             checked = check_dataset(name, registry_value, formatting=fmt if fmt != "auto" else None,
-                                    columns=mapping or None)
+                                    columns=mapping or None, policy=policy)
             if checked.fatal:
                 return dict(EMPTY), report_parts(checked), STYLE, [], None
-            data = cached_open(name, registry_value, fmt, cols)
+            data = cached_open(name, registry_value, fmt, cols, policy)
             shown, label = render_page(data, 0, lang_now, model, max_length, train_on_prompt, person, author)
             stats = length_stats(data, tokenizer_for(model), int(max_length or 512), bool(train_on_prompt),
                                  {"name": person, "author": author})
@@ -146,7 +148,7 @@ def build_data_tab(workspace: Path, page: PageLanguage, train_form):
             return current, gr.skip(), gr.skip()
         start = min(max(current["start"] + delta * PAGE_SIZE, 0), max(current["total"] - 1, 0) // PAGE_SIZE * PAGE_SIZE)
         try:
-            data = cached_open(current["source"], current["registry"], current["format"], current["columns"])
+            data = cached_open(current["source"], current["registry"], current["format"], current["columns"], policy)
             shown, label = render_page(data, start, lang_now, model, max_length, train_on_prompt, person, author)
         except Exception as err:
             return current, f"⛔ {html.escape(str(err))}", gr.skip()
@@ -156,8 +158,8 @@ def build_data_tab(workspace: Path, page: PageLanguage, train_form):
         if not path:
             return gr.skip(), gr.skip()
         try:
-            stored = store_upload(path, workspace)
-        except DatasetError as err:
+            stored = store_upload(policy.check_upload(path), workspace)
+        except (DatasetError, AccessDenied) as err:
             return gr.skip(), [f"⛔ {html.escape(str(err))}"]
         return gr.update(value=str(stored)), []
 
@@ -176,7 +178,7 @@ def build_data_tab(workspace: Path, page: PageLanguage, train_form):
 
     def on_switch(lang_now, current, registry_value, *page_settings):
         """The dropdown's worded entries, the preview page and the histogram, again in the new language."""
-        choices = gr.update(choices=registry_choices(registry_value, lang_now))
+        choices = gr.update(choices=registry_choices(registry_value, lang_now, policy))
         if not current.get("source"):
             return [choices, gr.skip(), gr.skip()]
         _, shown, _ = on_page(current, 0, lang_now, *page_settings)
@@ -187,7 +189,8 @@ def build_data_tab(workspace: Path, page: PageLanguage, train_form):
     open_button.click(on_open, inputs, outputs)
     source.input(on_open, inputs, outputs)
     upload.upload(on_upload, [upload], [source, report]).then(on_open, inputs, outputs)
-    registry.submit(lambda r, lg: gr.update(choices=registry_choices(r, lg), value=None), [registry, page.language], [source])
+    registry.submit(lambda r, lg: gr.update(choices=registry_choices(r, lg, policy), value=None), [registry, page.language],
+                    [source])
     prev_button.click(lambda s, *a: on_page(s, -1, *a), [state, page.language, *settings], [state, preview, page_label])
     next_button.click(lambda s, *a: on_page(s, 1, *a), [state, page.language, *settings], [state, preview, page_label])
     use_button.click(on_use, [state], [c["data.dataset"], c["data.registry"], use_message])
@@ -197,15 +200,16 @@ def build_data_tab(workspace: Path, page: PageLanguage, train_form):
 _OPENED: dict[tuple, tuple[float, object]] = {}
 
 
-def cached_open(name: str, registry: str, fmt: str, cols: str):
+def cached_open(name: str, registry: str, fmt: str, cols: str, policy: AccessPolicy):
     """The opened dataset for page flips, so a flip reads only its rows; reopened when the file changes."""
     from core.data.registry import find_dataset
 
-    entry = find_dataset(name, registry)
+    entry = find_dataset(name, registry, policy)
     stamp = entry.path.stat().st_mtime if entry.path else 0.0
     key = (name, registry, fmt, cols)
     if key not in _OPENED or _OPENED[key][0] != stamp:
         if len(_OPENED) > 8:
             _OPENED.clear()
-        _OPENED[key] = (stamp, open_dataset(name, registry, fmt if fmt != "auto" else None, parse_columns(cols) or None))
+        _OPENED[key] = (stamp, open_dataset(name, registry, fmt if fmt != "auto" else None, parse_columns(cols) or None,
+                                            policy))
     return _OPENED[key][1]

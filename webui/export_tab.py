@@ -11,6 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from core.access import AccessPolicy
 from core.export import job as export_job
 from core.export.options import ExportError, ExportOptions, resolve
 from core.options import OptionsError, build_options
@@ -62,7 +63,9 @@ def refused(err: ValueError) -> list:
     return head + [html.escape(str(err))]
 
 
-def build_export_tab(workspace: Path, page: PageLanguage) -> dict:
+def build_export_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -> dict:
+    """Draw the tab. Exports go through `policy` (the server's access rule: runs from where it reads, output
+    under the workspace's exports or an export root) and run one at a time per workspace."""
     lang = page.lang
     job_state = gr.State(None)
     seen_newest = gr.State(None)
@@ -93,7 +96,9 @@ def build_export_tab(workspace: Path, page: PageLanguage) -> dict:
             return job_path, [["export.busy"]]
         try:
             options = resolve(build_options(ExportOptions, form.group_values("export", list(values))), workspace)
-            job = export_job.start(options, workspace)
+            job = export_job.start(options, workspace, policy, exclusive=True)
+        except export_job.ExportBusy:  # started by another page or an API call
+            return job_path, [["export.busy"]]
         except ValueError as err:  # OptionsError, ExportError, RunNotReady: nothing was started or written
             return job_path, refused(err)
         return str(job.path), [["export.started", {"out": html.escape(job.options().out)}]]

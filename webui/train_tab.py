@@ -11,6 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from core.access import AccessPolicy
 from core.data.registry import DatasetError, read_registry
 from core.form_layout import form_sections, shown_for
 from core.methods import METHODS
@@ -72,10 +73,14 @@ def progress_html(run: RunFolder | None, status: dict | None, records: list[dict
     )
 
 
-def param_count_text(data: dict, lang: str) -> str:
+def param_count_text(data: dict, lang: str, policy: AccessPolicy) -> str:
     """The parameter-count line for a job's data, or what stops it from being counted."""
     try:
-        counts = count_parameters(spec_from_dict(data))
+        spec = spec_from_dict(data)
+        refused = policy.remote_code_refusal(spec.model.trust_remote_code)  # counting reads the model's config
+        if refused:
+            raise ParamCountError(f"model.trust_remote_code: {refused}")
+        counts = count_parameters(spec)
     except SpecError as err:
         problems = "; ".join(f"`{k}`: {m}" if k else m for k, m in err.problems)
         return f"{i18n.text('param_count.invalid', lang)} {problems}"
@@ -106,8 +111,9 @@ def spec_problems(err: SpecError) -> list:
     return ["**", ["invalid"], "**\n\n" + lines]
 
 
-def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
-    """Draw the tab; returns what the page wires to other tabs (the form, the page-load handlers, run ends)."""
+def build_train_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -> dict:
+    """Draw the tab; returns what the page wires to other tabs (the form, the page-load handlers, run ends).
+    `policy` is the server's access rule: the datasets a job names must lie where the server reads data."""
     lang = page.lang
     form = JobForm(lang, choices_for)
     defaults = JobSpec()
@@ -148,10 +154,10 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
         keep = ("model", *METHODS[method_name].SECTIONS)
         pairs = [(k, v) for k, v in zip(count_keys, values) if k.split(".", 1)[0] in keep]
         data = form.to_dict(method_name, [v for _, v in pairs], [k for k, _ in pairs])
-        return param_count_text(data, lang_now)
+        return param_count_text(data, lang_now, policy)
 
     def on_preset(name):
-        if not name:
+        if not name or name not in preset_names():  # only the listed presets: the name becomes a file path
             return [gr.skip()] * (1 + len(form.inputs)) + [[]]
         try:
             spec = load_spec(str(PRESETS_DIR / f"{name}.yaml"))
@@ -162,7 +168,7 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
     def on_start(current, lang_now, method_name, *values):
         try:
             spec = spec_from_dict(form.to_dict(method_name, list(values)))
-            check_launch(spec)  # model, data, device and the method's backend: only when starting
+            check_launch(spec, policy)  # model, data, device and the method's backend: only when starting
         except SpecError as err:
             return current, spec_problems(err), gr.skip()
         try:

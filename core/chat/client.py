@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from core.chat.worker import STOP_SIGNAL
 from core.paths import PROJECT_ROOT
 
 
@@ -30,6 +31,8 @@ class ChatClient:
         self.lock = threading.Lock()  # one request at a time: the worker answers them in order
         self.loaded: dict | None = None  # the last "loaded" reply, with what was asked for
         self.request_id = 0
+        self.generating = False  # an answer is being generated now (the worker may be signalled to stop)
+        self.stop_asked = threading.Event()  # Stop was pressed since the current turn began
 
     # --- process --------------------------------------------------------------------
     @property
@@ -108,15 +111,36 @@ class ChatClient:
             self.request_id += 1
             rid = self.request_id
             self._send({"op": "generate", "id": rid, "messages": messages, "params": params or {}, "adapter": adapter})
-            while True:
-                reply = self._next(timeout_s)
-                if reply.get("id") != rid:
-                    continue  # the rest of an answer whose reader went away (a closed page)
-                if reply["event"] == "token":
-                    yield reply["text"]
-                elif reply["event"] == "done":
-                    yield reply
-                    return
+            self.generating = True
+            try:
+                while True:
+                    reply = self._next(timeout_s)
+                    if reply.get("id") != rid:
+                        continue  # the rest of an answer whose reader went away (a closed page)
+                    if reply["event"] == "token":
+                        yield reply["text"]
+                    elif reply["event"] == "done":
+                        yield reply
+                        return
+            finally:
+                self.generating = False
+
+    def new_turn(self) -> None:
+        """A new message is being answered: an earlier Stop no longer applies."""
+        self.stop_asked.clear()
+
+    def stop(self) -> bool:
+        """Ask the worker to end the answer it is generating now, after its current token; True when one was.
+        The request goes as a signal: the worker reads stdin only between requests."""
+        self.stop_asked.set()
+        proc = self.proc
+        if not self.generating or proc is None or proc.poll() is not None:
+            return False
+        try:
+            os.kill(proc.pid, STOP_SIGNAL)
+        except ProcessLookupError:
+            return False
+        return True
 
     def unload(self, timeout_s: float = 30) -> None:
         """End the worker process: all of its memory goes back to the system."""

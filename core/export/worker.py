@@ -60,7 +60,7 @@ def export(job: ExportJob, options, folder: Path) -> dict:
     merge.merge_and_save(model, tokenizer, folder, options.dtype, options.shard_size)
     del model
     stage("verify", 0.5)
-    saved = merge.load_saved(folder)
+    saved = merge.load_saved(folder, spec.model.trust_remote_code)
     diff = merge.max_difference(reference, merge.logits_of(saved, inputs))
     tolerance = merge.tolerance_for(reference, options.dtype, options.tolerance)
     print(f"[export] max |logit difference| {diff:.3g}, tolerance {tolerance:.3g}", flush=True)

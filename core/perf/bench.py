@@ -44,7 +44,7 @@ def matmul_gflops(dtype: torch.dtype, device: str, n: int = 2048, budget_s: floa
     return 2 * n**3 / best / 1e9, reps
 
 
-def model_shape(model_path: str) -> dict:
+def model_shape(model_path: str, trust_remote_code: bool = False) -> dict:
     """Parameter count, layers and width of the base model, built on the meta device (no weights read).
 
     Building it here also converts the bundled model if it never was, which keeps that one-off
@@ -52,7 +52,7 @@ def model_shape(model_path: str) -> dict:
     """
     from core.models.params import meta_model
 
-    config, model = meta_model(model_path)
+    config, model = meta_model(model_path, trust_remote_code)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     return {
         # parameters() yields tied weights once: SmolLM2's lm_head is its embedding matrix.
@@ -102,7 +102,7 @@ def run_benchmark(spec, workspace: Path) -> int:
     load_before = os.getloadavg()[0]
     print(f"measuring matmul peak ({', '.join(sorted(wanted))}, 2048x2048, {threads} threads)...", file=sys.stderr)
     peaks = {name: matmul_gflops(DTYPES[name], device) for name in sorted(wanted)}
-    shape = model_shape(spec.model.path)
+    shape = model_shape(spec.model.path, spec.model.trust_remote_code)
 
     # 2. Launch exactly like a normal run; note when the first metrics record shows up.
     launched = time.time()
