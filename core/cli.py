@@ -82,7 +82,7 @@ def cmd_train(args) -> int:
 
 def cmd_serve(args) -> int:
     """Serve the UI; off a loopback address only with a login (see core/auth.py)."""
-    from core.auth import AuthError, credentials_for, serve_refusal
+    from core.safety.login import AuthError, credentials_for, serve_refusal
 
     try:
         credentials = credentials_for(args.auth_file)
@@ -109,7 +109,7 @@ def cmd_passwd(args) -> int:
     """Print a login-file line for USER; the password is read from the terminal (asked twice) or from stdin."""
     import getpass
 
-    from core.auth import AuthError, check_user_name, login_line
+    from core.safety.login import AuthError, check_user_name, login_line
 
     try:
         check_user_name(args.user)
@@ -220,7 +220,7 @@ def cmd_export(args) -> int:
 def _server_args(parser: argparse.ArgumentParser, suppress: bool) -> None:
     """The serve options, on the bare command and on `serve`. Below `serve` their default is "not given",
     so they do not undo the same option given before the command."""
-    from core.auth import AUTH_FILE_ENV
+    from core.safety.login import AUTH_FILE_ENV
 
     def default(value):
         return argparse.SUPPRESS if suppress else value

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.access import AccessPolicy
-from core.auth import Credentials, login_checker
+from core.safety.access import AccessPolicy
+from core.safety.login import Credentials, login_checker
 from webui import i18n
 from webui.chat_tab import build_chat_tab, end_session
 from webui.data_tab import build_data_tab

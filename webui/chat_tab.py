@@ -11,7 +11,6 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.access import AccessPolicy
 from core.chat.client import ChatClient, ChatWorkerError
 from core.chat.options import GenerationOptions
 from core.chat.prompt import conversation
@@ -19,6 +18,7 @@ from core.chat.targets import ChatTarget, TargetRefused, answering_model, chat_t
 from core.options import OptionsError, build_options
 from core.runs.folder import active_run
 from core.runs.views import pick_run
+from core.safety.access import AccessPolicy
 from webui import i18n
 from webui.form import FieldForm, option_problems
 from webui.language import PageLanguage
@@ -188,12 +188,12 @@ def build_chat_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) ->
 
     pick = (picker, [model, seen_newest, page.language], [model, seen_newest])
     refresh.click(*pick)
-    load.click(on_load, [model], [status, base_box, tuned_box])
+    load.click(on_load, [model], [status, base_box, tuned_box], api_name="chat_load")
     unload.click(on_unload, None, [status])
     inputs = [prompt, model, system, compare, base_box, tuned_box, *form.group_inputs("generation")]
-    send.click(on_send, inputs, [prompt, base_box, tuned_box, message, status])
+    send.click(on_send, inputs, [prompt, base_box, tuned_box, message, status], api_name="chat_send")
     prompt.submit(on_send, inputs, [prompt, base_box, tuned_box, message, status])
-    stop.click(on_stop, None, [message], show_progress="hidden")
+    stop.click(on_stop, None, [message], show_progress="hidden", api_name="chat_stop")
     clear.click(lambda: ([], []), None, [base_box, tuned_box])
     page.also(on_switch, [], [model])
     # The page refreshes the picker when it loads, when this tab is opened and when a run ends.

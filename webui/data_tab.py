@@ -13,12 +13,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.access import AccessDenied, AccessPolicy
 from core.data.formats import FORMATS
 from core.data.preview import length_stats, preview_page
 from core.data.registry import DatasetError, list_entries
 from core.data.source import CheckReport, check_dataset, open_dataset
 from core.data.uploads import parse_columns, save_mapping, store_upload
+from core.safety.access import AccessDenied, AccessPolicy
 from webui import i18n
 from webui.charts import length_histogram
 from webui.language import PageLanguage
@@ -186,11 +186,12 @@ def build_data_tab(workspace: Path, page: PageLanguage, train_form, policy: Acce
 
     outputs = [state, report, preview, page_label, histogram]
     inputs = [source, registry, formatting, columns, page.language, *settings]
-    open_button.click(on_open, inputs, outputs)
+    # Named endpoints: the HTTP API (and the tests that attack it) call these by name.
+    open_button.click(on_open, inputs, outputs, api_name="data_open")
     source.input(on_open, inputs, outputs)
-    upload.upload(on_upload, [upload], [source, report]).then(on_open, inputs, outputs)
+    upload.upload(on_upload, [upload], [source, report], api_name="data_upload").then(on_open, inputs, outputs)
     registry.submit(lambda r, lg: gr.update(choices=registry_choices(r, lg, policy), value=None), [registry, page.language],
-                    [source])
+                    [source], api_name="data_registry")
     prev_button.click(lambda s, *a: on_page(s, -1, *a), [state, page.language, *settings], [state, preview, page_label])
     next_button.click(lambda s, *a: on_page(s, 1, *a), [state, page.language, *settings], [state, preview, page_label])
     use_button.click(on_use, [state], [c["data.dataset"], c["data.registry"], use_message])

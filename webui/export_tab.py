@@ -11,11 +11,11 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.access import AccessPolicy
 from core.export import job as export_job
 from core.export.options import ExportError, ExportOptions, resolve
 from core.options import OptionsError, build_options
 from core.runs.views import pick_run, usable_runs
+from core.safety.access import AccessPolicy
 from webui import i18n
 from webui.form import FieldForm, option_problems
 from webui.language import PageLanguage
@@ -111,7 +111,7 @@ def build_export_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) 
 
     pick = (picker, [run, seen_newest], [run, seen_newest])
     refresh.click(*pick)
-    start.click(on_start, [job_state, *form.group_inputs("export")], [job_state, message])
+    start.click(on_start, [job_state, *form.group_inputs("export")], [job_state, message], api_name="export_start")
     cancel.click(on_cancel, [job_state], [message])
     timer = gr.Timer(1.0)
     timer.tick(progress_html, [job_state, page.language], [progress], show_progress="hidden")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.access import AccessPolicy
 from core.data.registry import DatasetError, read_registry
 from core.form_layout import form_sections, shown_for
 from core.methods import METHODS
@@ -20,6 +19,7 @@ from core.paths import PRESETS_DIR
 from core.runs import runner
 from core.runs.folder import ACTIVE_STATES, RunFolder, active_run
 from core.runs.views import RunWatch
+from core.safety.access import AccessPolicy
 from core.spec import BUNDLED_MODEL, JobSpec, SpecError, check_launch, load_spec, spec_from_dict
 from webui import i18n
 from webui.charts import PANELS, has_ranks, ranks_figure, training_figure
@@ -223,8 +223,8 @@ def build_train_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -
 
     method_boxes = [form.section_boxes[s.name] for s in method_owned]
     method.change(on_method, [method, page.language], [explainer, *method_boxes])
-    preset.change(on_preset, [preset], [method, *form.inputs, message])
-    start.click(on_start, [watch, page.language, method, *form.inputs], [watch, message, progress])
+    preset.change(on_preset, [preset], [method, *form.inputs, message], api_name="train_preset")
+    start.click(on_start, [watch, page.language, method, *form.inputs], [watch, message, progress], api_name="train_start")
     stop.click(on_stop, None, [message])
     count_inputs = [page.language, method, *(form.components[k] for k in count_keys)]
     # always_last: typing a rank fires a change per keystroke; only the newest value is worth counting.

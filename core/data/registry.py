@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from core.paths import DATA_DIR
 
 if TYPE_CHECKING:
-    from core.access import AccessPolicy
+    from core.safety.access import AccessPolicy
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 

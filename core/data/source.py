@@ -83,7 +83,7 @@ class OpenDataset:
 
 def open_dataset(name: str, registry: str = "", formatting: str | None = None, columns: dict | None = None,
                  policy=None) -> OpenDataset:
-    """`policy` (core.access.AccessPolicy): the web server's; files outside its readable folders are refused."""
+    """`policy` (core.safety.access.AccessPolicy): the web server's; files outside its readable folders are refused."""
     return OpenDataset(find_dataset(name, registry, policy), formatting, columns)
 
 

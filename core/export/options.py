@@ -12,10 +12,10 @@ import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from core.access import AccessDenied
 from core.models.adapter import check_run
 from core.options import build_options
 from core.runs.folder import runs_dir
+from core.safety.access import AccessDenied
 from core.spec.schema import opt
 
 GGUF_TYPES = ("f16", "q8_0")
@@ -139,7 +139,7 @@ def check_options(options: ExportOptions, policy=None) -> ExportOptions:
     """Raise OptionsError (every bad value, each named), ExportError (naming its option) or RunNotReady, all
     ValueErrors, for the first kind of problem found; return the options normalised.
 
-    `policy` (core.access.AccessPolicy) is the web server's: the run must lie where it reads, the output
+    `policy` (core.safety.access.AccessPolicy) is the web server's: the run must lie where it reads, the output
     folder where it writes exports, and a run that allowed its model folder's code needs the operator's leave.
     The CLI passes none: its user may export any run to any folder they name."""
     build_options(ExportOptions, options.to_dict())  # types, bounds, choices: OptionsError names each option

@@ -21,7 +21,7 @@ SAMPLE_CONVERSATION = ({"role": "user", "content": "Hello, who are you?"},
 
 def check_launch(spec: JobSpec, policy=None) -> None:
     """Raise SpecError naming every problem by field, or return when the job can start here.
-    `policy` (core.access.AccessPolicy) is the web server's; the CLI passes none and may use any file."""
+    `policy` (core.safety.access.AccessPolicy) is the web server's; the CLI passes none and may use any file."""
     from core.methods import METHODS
 
     problems = _model_problems(spec, policy)
