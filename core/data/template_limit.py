@@ -28,8 +28,10 @@ class TemplateTimeout(RuntimeError):
 
 
 @contextmanager
-def template_time_limit(seconds: float = RENDER_LIMIT_S):
-    """Raise TemplateTimeout inside any chat template rendered in this block that runs longer than `seconds`."""
+def template_time_limit(seconds: float | None = None):
+    """Raise TemplateTimeout inside any chat template rendered in this block that runs longer than `seconds`
+    (default RENDER_LIMIT_S)."""
+    seconds = RENDER_LIMIT_S if seconds is None else seconds
     deadline = time.monotonic() + seconds
 
     def on_line(frame, event, arg):
@@ -50,7 +52,7 @@ def template_time_limit(seconds: float = RENDER_LIMIT_S):
         sys.settrace(previous)
 
 
-def render_chat(tokenizer, messages: list[dict], seconds: float = RENDER_LIMIT_S, **kwargs):
+def render_chat(tokenizer, messages: list[dict], seconds: float | None = None, **kwargs):
     """tokenizer.apply_chat_template(messages, **kwargs) within the render time limit."""
     with template_time_limit(seconds):
         return tokenizer.apply_chat_template(messages, **kwargs)
