@@ -7,11 +7,12 @@ and forwards. Unload ends that process, so its memory really goes back.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import gradio as gr
 
-from core.chat.client import ChatClient, ChatWorkerError
+from core.chat.client import ChatClient, ChatWorkerError, check_capacity
 from core.chat.options import GenerationOptions
 from core.chat.prompt import conversation
 from core.chat.targets import ChatTarget, TargetRefused, answering_model, chat_targets, offered_target
@@ -29,7 +30,9 @@ CLIENTS: dict[str, ChatClient] = {}  # one worker per browser session, ended whe
 def client_for(request: gr.Request, workspace: Path) -> ChatClient:
     key = request.session_hash or "default"
     if key not in CLIENTS:
-        CLIENTS[key] = ChatClient(workspace / "chat" / f"worker-{key[:12]}.log")
+        # The session id comes from the caller: only its letters and digits may name a file.
+        name = re.sub(r"[^A-Za-z0-9]", "", key)[:12] or "default"
+        CLIENTS[key] = ChatClient(workspace / "chat" / f"worker-{name}.log")
     return CLIENTS[key]
 
 
@@ -114,6 +117,7 @@ def build_chat_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) ->
             target = offered_target(choice, workspace, policy)
             if target is None:
                 return [["chat.pick_first"]], [], []
+            check_capacity(CLIENTS.values(), client)
             loaded = client.load(**target.load_args())
         except (ChatWorkerError, TargetRefused) as err:
             return error_parts(err), [], []
@@ -147,6 +151,8 @@ def build_chat_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) ->
         if not client.loaded and picked is not None:
             yield gr.skip(), gr.skip(), gr.skip(), [["chat.loading", {"what": picked.name}]], gr.skip()
         try:
+            if not client.loaded:
+                check_capacity(CLIENTS.values(), client)
             loaded, just_loaded = answering_model(client, picked)
         except ChatWorkerError as err:
             yield gr.skip(), gr.skip(), gr.skip(), error_parts(err), status_parts(client.loaded)

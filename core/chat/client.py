@@ -18,9 +18,21 @@ from pathlib import Path
 from core.chat.worker import STOP_SIGNAL
 from core.paths import PROJECT_ROOT
 
+# Chat models one server keeps loaded at once: each worker holds a whole model in memory, and every page
+# (or API session) may start one.
+MAX_WORKERS = 4
+
 
 class ChatWorkerError(RuntimeError):
     """The worker refused a request or died; the message says why (with its log's tail when it died)."""
+
+
+def check_capacity(clients, asking, limit: int = MAX_WORKERS) -> None:
+    """ChatWorkerError when `limit` workers other than `asking`'s are alive: one more model would not be loaded."""
+    others = sum(1 for client in clients if client is not asking and client.alive())
+    if others >= limit:
+        raise ChatWorkerError(f"{others} chat models are loaded by other pages, and at most {limit} are kept at once "
+                              "(each holds a whole model in memory); press Unload there, or close those pages")
 
 
 class ChatClient:

@@ -18,3 +18,22 @@ def test_only_offered_targets_load(tmp_path, tiny_model_dir):
                    f"run:{workspace / 'runs' / 'missing'}"):
         with pytest.raises(TargetRefused, match="not a finished run of this workspace or the bundled model"):
             offered_target(forged, workspace)
+
+
+def test_at_most_a_few_chat_models_are_loaded_at_once():
+    from core.chat.client import MAX_WORKERS, ChatWorkerError, check_capacity
+
+    class Worker:
+        def __init__(self, alive):
+            self.is_alive = alive
+
+        def alive(self):
+            return self.is_alive
+
+    others = [Worker(True) for _ in range(MAX_WORKERS - 1)] + [Worker(False)]
+    me = Worker(False)
+    check_capacity([*others, me], me)  # one place left
+    others.append(Worker(True))
+    with pytest.raises(ChatWorkerError, match=f"at most {MAX_WORKERS} are kept at once"):
+        check_capacity([*others, me], me)
+    check_capacity([*others, me], others[0])  # a page that already holds one may reload it
