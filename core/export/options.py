@@ -151,10 +151,8 @@ def check_options(options: ExportOptions, policy=None) -> ExportOptions:
         raise ExportError("no output folder given", "out")
     if policy is not None:
         # Judged on the paths alone, before either is looked at.
-        try:
-            policy.check_read(options.run)
-        except AccessDenied as err:
-            raise ExportError(str(err), "run") from None
+        if policy.read_refusal(options.run):  # one answer whether such a folder exists or not
+            raise ExportError(f"{str(options.run)[:200]!r} is not a run of this workspace; pick one from the list", "run")
         try:
             policy.check_write(options.out)
         except AccessDenied as err:

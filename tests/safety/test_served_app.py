@@ -134,4 +134,4 @@ def test_exports_go_only_under_the_exports_folder(served, client):
     assert not (outside / "model").exists() and not os.path.exists("/etc/workbench-export")
     assert not (workspace / "exports").exists() or not any(p.name.endswith("-r1-") for p in (workspace / "exports").iterdir())
     client.predict(str(outside), "", "2GB", "float32", [], False, "", api_name="/export_start")
-    assert "outside the folders this server reads from" in client.predict("en", api_name="/message_export_message")
+    assert "is not a run of this workspace" in client.predict("en", api_name="/message_export_message")
