@@ -73,11 +73,12 @@ def progress_html(run: RunFolder | None, status: dict | None, records: list[dict
     )
 
 
-def param_count_text(data: dict, lang: str, policy: AccessPolicy) -> str:
-    """The parameter-count line for a job's data, or what stops it from being counted."""
+def param_count_text(data: dict, lang: str, policy: AccessPolicy | None = None) -> str:
+    """The parameter-count line for a job's data, or what stops it from being counted. With the server's
+    `policy`, a job asking for its model folder's code is not counted where the operator did not allow that."""
     try:
         spec = spec_from_dict(data)
-        refused = policy.remote_code_refusal(spec.model.trust_remote_code)  # counting reads the model's config
+        refused = policy.remote_code_refusal(spec.model.trust_remote_code) if policy else None
         if refused:
             raise ParamCountError(f"model.trust_remote_code: {refused}")
         counts = count_parameters(spec)
