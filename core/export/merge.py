@@ -35,7 +35,7 @@ def tolerance_for(reference: list, dtype: str, override: float | None) -> float:
     return RELATIVE_TOLERANCE[dtype] * scale
 
 
-def merge_and_save(peft_model, tokenizer, folder: Path, dtype: str, shard_size: str):
+def merge_and_save(peft_model, tokenizer, folder: Path, dtype: str, shard_size: int | str):
     """Merge in place, write weights + tokenizer + chat template + generation config to `folder`;
     returns the merged model (still float32 in memory)."""
     import torch

@@ -20,7 +20,10 @@ from core.spec.schema import opt
 
 GGUF_TYPES = ("f16", "q8_0")
 DTYPES = ("float32", "bfloat16", "float16")
-SHARD_SIZE = re.compile(r"^\s*\d+(\.\d+)?\s*(KB|MB|GB)\s*$", re.IGNORECASE)
+SHARD_SIZE = re.compile(r"^\s*(\d{1,12}(?:\.\d{1,6})?)\s*(KB|MB|GB)\s*$", re.IGNORECASE)
+SIZE_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9}  # decimal, as transformers reads them
+# A shard below a megabyte makes a folder of hundreds of files; above a terabyte it is no limit at all.
+MIN_SHARD_BYTES, MAX_SHARD_BYTES = 10**6, 10**12
 DEFAULT_FOLDER_SUFFIX = "-merged"
 # Bytes an export writes per base-model parameter: the merged weights in their dtype, and each GGUF file.
 WEIGHT_BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
@@ -42,7 +45,7 @@ class ExportOptions:
                    kind="run")
     out: str = opt("", "The folder to create; it must not exist, or be empty. Left out or blank: a new folder "
                        "<workspace>/exports/<run>-merged.", kind="path")
-    shard_size: str = opt("2GB", "Largest safetensors file, e.g. 500MB or 2GB; a bigger model is split into shards.")
+    shard_size: str = opt("2GB", "Largest safetensors file, e.g. 500MB or 2GB (from 1MB to 1000GB); a bigger model is split into shards.")
     dtype: str = opt("float32", "Number format of the saved weights. float32 keeps the merge exact; bfloat16 or "
                                 "float16 halve the size. The merge itself is always done in float32.", choices=list(DTYPES))
     gguf: list[str] = opt([], "Also write GGUF files of these types, for llama.cpp and Ollama: f16 is lossless here, "
@@ -123,6 +126,17 @@ def check_space(out: Path, need: int | None) -> None:
                           "free some space or pick a folder on another disk", "out")
 
 
+def shard_bytes(text: str) -> int:
+    """The shard size in bytes, or ExportError naming shard_size when it is not a size within the bounds."""
+    match = SHARD_SIZE.match(str(text))
+    if not match:
+        raise ExportError(f"{str(text)[:40]!r} is not a size like 500MB or 2GB", "shard_size")
+    size = int(float(match.group(1)) * SIZE_UNITS[match.group(2).upper()])
+    if not MIN_SHARD_BYTES <= size <= MAX_SHARD_BYTES:
+        raise ExportError(f"{str(text).strip()} is out of bounds: a shard size must be from 1MB to 1000GB", "shard_size")
+    return size
+
+
 def resolve(options: ExportOptions, workspace: Path) -> ExportOptions:
     """Fill in what a user may leave out: a run id names a run of `workspace`, and a blank output folder
     becomes the default one. The CLI and the Export tab both call this before starting the job."""
@@ -143,8 +157,7 @@ def check_options(options: ExportOptions, policy=None) -> ExportOptions:
     folder where it writes exports, and a run that allowed its model folder's code needs the operator's leave.
     The CLI passes none: its user may export any run to any folder they name."""
     build_options(ExportOptions, options.to_dict())  # types, bounds, choices: OptionsError names each option
-    if not SHARD_SIZE.match(str(options.shard_size)):
-        raise ExportError(f"'{options.shard_size}' is not a size like 500MB or 2GB", "shard_size")
+    shard_bytes(options.shard_size)
     if not str(options.run).strip():
         raise ExportError("no run given", "run")
     if not str(options.out or "").strip():

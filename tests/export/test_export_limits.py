@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core.export import job as export_job
-from core.export.options import ExportError, ExportOptions, check_options, expected_bytes
+from core.export.options import ExportError, ExportOptions, check_options, expected_bytes, shard_bytes
 from core.runs.folder import RunFolder
 from core.spec import dump_spec
 from tests.helpers import tiny_spec
@@ -63,3 +63,23 @@ def test_one_ui_export_at_a_time_per_workspace(finished_run, tmp_path):
     assert len(export_job.list_jobs(workspace)) == 1 and not Path(options.out).exists()
     running.write_status(state="completed")
     assert export_job.active_job(workspace) is None
+
+
+@pytest.mark.parametrize("size, said", [("0GB", "out of bounds"), ("0.5KB", "out of bounds"),
+                                        ("99999999999GB", "out of bounds"), ("1001GB", "out of bounds"),
+                                        ("-1GB", "not a size"), ("2 TB", "not a size"), ("1e3MB", "not a size"),
+                                        ("", "not a size")])
+def test_shard_sizes_outside_the_bounds_are_refused_naming_the_option(finished_run, tmp_path, size, said):
+    out = tmp_path / "ws" / "exports" / "m"
+    with pytest.raises(ExportError) as err:
+        check_options(ExportOptions(run=str(finished_run.path), out=str(out), shard_size=size))
+    assert err.value.option == "shard_size" and said in err.value.message
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("size, expected", [("1MB", 10**6), ("2.5gb", 2_500_000_000), (" 500 MB ", 5 * 10**8),
+                                            ("1000GB", 10**12)])
+def test_shard_sizes_inside_the_bounds_are_bytes_the_save_accepts(size, expected):
+    from transformers.utils.hub import convert_file_size_to_int
+
+    assert shard_bytes(size) == expected == convert_file_size_to_int(shard_bytes(size))
