@@ -5,7 +5,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.safety.access import AccessPolicy
+from core.safety.access import MAX_UPLOAD_BYTES, UPLOAD_CACHE_CLEANUP, AccessPolicy
 from core.safety.login import Credentials, login_checker
 from webui import i18n
 from webui.chat_tab import build_chat_tab, end_session
@@ -20,7 +20,7 @@ def build_app(workspace: Path, lang: str = "en", policy: AccessPolicy | None = N
     (the workspace, the bundled data and Gradio's upload folder)."""
     workspace.mkdir(parents=True, exist_ok=True)
     policy = policy or server_policy(workspace)
-    with gr.Blocks(title="LoRA Workbench") as demo:
+    with gr.Blocks(title="LoRA Workbench", delete_cache=UPLOAD_CACHE_CLEANUP) as demo:
         with gr.Row():
             gr.Markdown(**i18n.props("title", lang))
             language = gr.Radio(choices=[(v, k) for k, v in i18n.LANGUAGES.items()], value=lang,
@@ -69,4 +69,4 @@ def serve(host: str = "127.0.0.1", port: int = 7860, workspace: Path | None = No
     login = {"auth": login_checker(credentials), "auth_message": i18n.text("login.message")} if credentials else {}
     # No footer: its links are Gradio's own words, which the language switch cannot reach.
     demo.queue(default_concurrency_limit=8).launch(server_name=host, server_port=port, show_error=True, footer_links=[],
-                                                   **login)
+                                                   max_file_size=MAX_UPLOAD_BYTES, **login)

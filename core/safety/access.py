@@ -17,6 +17,13 @@ from pathlib import Path
 
 from core.paths import DATA_DIR
 
+# Largest file a page may upload: uploads are copied into the workspace, and a bigger dataset belongs in a
+# folder the operator lists with --data-root.
+MAX_UPLOAD_BYTES = 2**30
+# Gradio keeps its own copy of every upload in its upload folder; the Data tab copies what it takes into the
+# workspace, so Gradio's copies are deleted once a day old (looked for hourly) instead of piling up.
+UPLOAD_CACHE_CLEANUP = (3600, 86400)  # (how often, how old) in seconds
+
 
 class AccessDenied(ValueError):
     """A path outside the folders this caller may use; the message names the path and those folders."""

@@ -6,53 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 import httpx
 import pytest
 from gradio_client import Client
 
-from core.safety.login import AUTH_FILE_ENV, login_line
-from core.spec import dump_spec
-from tests.helpers import start_server, tiny_spec
-
-USER, PASSWORD = "alice", "correct horse battery"
-CANARY = "CANARY-51d2"
-# Data tab inputs after the dataset name and registry: format, columns, language, model, max length, ...
-DATA_REST = ("auto", "", "en", "SmolLM2-135M-Instruct", 512, False, "Ferret", "LoRA Workbench")
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, tiny_model_dir):
-    """`serve --host 0.0.0.0` with the login file named by the environment variable; a workspace holding one
-    dataset and one finished run; an outside folder holding secrets."""
-    root = tmp_path_factory.mktemp("served")
-    workspace, outside = root / "ws", root / "outside"
-    (workspace / "data").mkdir(parents=True)
-    outside.mkdir()
-    secret = outside / "secret.jsonl"
-    secret.write_text(json.dumps({"instruction": CANARY, "output": CANARY}) + "\n")
-    (outside / "notes.txt").write_text(f"{CANARY} a private note\n")
-    (outside / "dataset_info.json").write_text(json.dumps({CANARY: {"file_name": "secret.jsonl"}}))
-    (workspace / "data" / "mine.jsonl").write_text(json.dumps({"instruction": "hi", "output": "hello"}) + "\n")
-    (workspace / "data" / "escape.json").write_text(json.dumps({"escape": {"file_name": str(secret)}}))
-    os.symlink(secret, workspace / "data" / "link.jsonl")
-    run = workspace / "runs" / "r1"
-    (run / "adapter").mkdir(parents=True)
-    (run / "job.yaml").write_text(dump_spec(tiny_spec(tiny_model_dir)))
-    (run / "status.json").write_text(json.dumps({"state": "completed"}))
-    (run / "adapter" / "adapter_config.json").write_text("{}")
-    users = root / "users"
-    users.write_text(login_line(USER, PASSWORD) + "\n")
-    proc, url = start_server(workspace, root / "server.log", "--host", "0.0.0.0", env={AUTH_FILE_ENV: str(users)})
-    yield {"url": url, "workspace": workspace, "outside": outside, "secret": secret, "run": run}
-    proc.terminate()
-    proc.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def client(served):
-    return Client(served["url"] + "/", auth=(USER, PASSWORD), verbose=False)
+from tests.safety.conftest import CANARY, DATA_REST, PASSWORD, USER
 
 
 def test_every_page_and_api_call_needs_a_login(served):
@@ -102,6 +63,13 @@ def test_the_data_tab_reads_only_inside_the_allowed_folders(served, client):
     assert "hello" in preview and histogram is not None and "1 samples" in report(client)
 
 
+def test_a_data_root_given_at_start_is_read_and_its_neighbours_are_not(served, client):
+    preview, _ = client.predict(str(served["extra"] / "listed.jsonl"), "", *DATA_REST, api_name="/data_open")
+    assert "from the data root" in re.sub("<[^>]+>", "", preview) and "1 samples" in report(client)
+    client.predict(str(served["extra"].parent / "extra-not" / "listed.jsonl"), "", *DATA_REST, api_name="/data_open")
+    assert "outside the folders this server reads from" in report(client)
+
+
 def test_a_forged_upload_path_is_refused(served):
     with httpx.Client(base_url=served["url"], timeout=60) as http:
         http.post("/login", data={"username": USER, "password": PASSWORD})
@@ -135,3 +103,23 @@ def test_exports_go_only_under_the_exports_folder(served, client):
     assert not (workspace / "exports").exists() or not any(p.name.endswith("-r1-") for p in (workspace / "exports").iterdir())
     client.predict(str(outside), "", "2GB", "float32", [], False, "", api_name="/export_start")
     assert "is not a run of this workspace" in client.predict("en", api_name="/message_export_message")
+
+
+def test_an_export_root_given_at_start_is_allowed(served, client):
+    # A folder there that is taken: the export passes the access rule and is stopped only by the next check,
+    # so nothing is started or written.
+    taken = served["shelf"] / "taken"
+    client.predict(str(served["run"]), str(taken), "2GB", "float32", [], False, "", api_name="/export_start")
+    said = client.predict("en", api_name="/message_export_message")
+    assert "already exists and is not empty" in said and "outside the folders" not in said, said
+    assert [p.name for p in taken.iterdir()] == ["weights.bin"]
+
+
+def test_uploads_are_bounded_in_size_and_gradios_copies_expire(served):
+    from core.safety.access import MAX_UPLOAD_BYTES, UPLOAD_CACHE_CLEANUP
+    from webui.app import build_app
+
+    with httpx.Client(base_url=served["url"], timeout=30) as http:
+        http.post("/login", data={"username": USER, "password": PASSWORD})
+        assert http.get("/config").json()["max_file_size"] == MAX_UPLOAD_BYTES
+    assert build_app(served["workspace"]).delete_cache == UPLOAD_CACHE_CLEANUP
