@@ -142,3 +142,23 @@ def test_a_run_that_allowed_the_code_keeps_it_for_chat_and_export(custom_model, 
     with pytest.raises(ExportError, match="--allow-remote-code"):
         check_options(options, strict)
     assert check_options(options, lenient).out == str(workspace / "exports" / "m")
+
+
+def test_every_load_names_trust_remote_code():
+    """transformers decides by itself (and may ask "[y/N]") when a load leaves trust_remote_code out, so every
+    config, tokenizer and model load in core/ and webui/ passes it. A PEFT adapter holds no code and takes none."""
+    import ast
+
+    unnamed, seen = [], 0
+    for folder in ("core", "webui"):
+        for path in sorted((PROJECT_ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr == "from_pretrained"):
+                    continue
+                owner, seen = ast.unparse(node.func.value), seen + 1
+                names = {k.arg for k in node.keywords}
+                # **kwargs built beside the call (load_model, load_run_model) are checked by the tests above
+                if owner != "PeftModel" and "trust_remote_code" not in names and None not in names:
+                    unnamed.append(f"{path.relative_to(PROJECT_ROOT)}:{node.lineno} {owner}.from_pretrained")
+    assert seen >= 10 and not unnamed, (seen, unnamed)
