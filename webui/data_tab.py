@@ -19,9 +19,11 @@ from core.data.registry import DatasetError, list_entries
 from core.data.source import CheckReport, check_dataset, open_dataset
 from core.data.uploads import parse_columns, save_mapping, store_upload
 from core.safety.access import AccessDenied, AccessPolicy
+from core.spec import JobSpec, SpecError, spec_from_dict
 from webui import i18n
 from webui.charts import length_histogram
 from webui.language import PageLanguage
+from webui.train_tab import spec_problems
 
 PAGE_SIZE = 4
 STYLE = """<style>
@@ -83,6 +85,14 @@ def stats_titles(stats, lang: str) -> dict[str, str]:
             "cutoff": i18n.text("data.hist.cutoff", lang, max_length=stats.max_length)}
 
 
+def preview_job(model, max_length, train_on_prompt, name, author) -> JobSpec:
+    """The Train form's fields the preview reads, checked by the job spec's own rules (types, bounds), so a
+    value a page or an API call sends is used only as a job could use it; SpecError names each bad field."""
+    return spec_from_dict({"model": {"path": model},
+                           "data": {"max_length": max_length, "train_on_prompt": train_on_prompt, "name": name,
+                                    "author": author}})
+
+
 EMPTY = {"source": None, "start": 0, "total": 0, "stats": None}
 
 
@@ -116,15 +126,20 @@ def build_data_tab(workspace: Path, page: PageLanguage, train_form, policy: Acce
     settings = [c["model.path"], c["data.max_length"], c["data.train_on_prompt"], c["data.name"], c["data.author"]]
 
     def render_page(data, start, lang_now, model, max_length, train_on_prompt, name, author):
-        tokenizer = tokenizer_for(model)
-        shown = preview_page(data, tokenizer, start, PAGE_SIZE, int(max_length or 512), bool(train_on_prompt),
-                             {"name": name, "author": author})
+        job = preview_job(model, max_length, train_on_prompt, name, author)
+        tokenizer = tokenizer_for(job.model.path)
+        shown = preview_page(data, tokenizer, start, PAGE_SIZE, job.data.max_length, job.data.train_on_prompt,
+                             {"name": job.data.name, "author": job.data.author})
         label = [["data.page", {"first": start + 1, "last": start + len(shown), "total": len(data)}]]
         return STYLE + "".join(sample_html(s, lang_now) for s in shown), label
 
     def on_open(name, registry_value, fmt, cols, lang_now, model, max_length, train_on_prompt, person, author):
         if not name:
             return dict(EMPTY), [], STYLE, [], None
+        try:
+            job = preview_job(model, max_length, train_on_prompt, person, author)
+        except SpecError as err:  # the Train form's values as an API call may send them: checked as a job's are
+            return dict(EMPTY), spec_problems(err), STYLE, [], None
         try:
             mapping = parse_columns(cols)
             checked = check_dataset(name, registry_value, formatting=fmt if fmt != "auto" else None,
@@ -133,8 +148,8 @@ def build_data_tab(workspace: Path, page: PageLanguage, train_form, policy: Acce
                 return dict(EMPTY), report_parts(checked), STYLE, [], None
             data = cached_open(name, registry_value, fmt, cols, policy)
             shown, label = render_page(data, 0, lang_now, model, max_length, train_on_prompt, person, author)
-            stats = length_stats(data, tokenizer_for(model), int(max_length or 512), bool(train_on_prompt),
-                                 {"name": person, "author": author})
+            stats = length_stats(data, tokenizer_for(job.model.path), job.data.max_length, job.data.train_on_prompt,
+                                 {"name": job.data.name, "author": job.data.author})
         except Exception as err:  # a bad model path, an unreadable file: say so in the tab, never crash the UI
             return dict(EMPTY), [f"⛔ {html.escape(type(err).__name__)}: {html.escape(str(err))}"], STYLE, [], None
         figure = length_histogram(stats, stats_titles(stats, lang_now))
