@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+from gradio.utils import get_upload_folder
 from gradio_client import Client
 
 from core.safety.login import AUTH_FILE_ENV, login_line
@@ -44,7 +45,8 @@ def served(tmp_path_factory, tiny_model_dir):
     proc, url = start_server(workspace, root / "server.log", "--host", "0.0.0.0", "--data-root", extra,
                              "--export-root", shelf, env={AUTH_FILE_ENV: str(users)})
     yield {"url": url, "workspace": workspace, "outside": outside, "secret": secret, "run": run, "extra": extra,
-           "shelf": shelf, "users": users, "model": tiny_model_dir, "log": root / "server.log"}
+           "shelf": shelf, "users": users, "model": tiny_model_dir, "log": root / "server.log",
+           "uploads": get_upload_folder()}
     proc.terminate()
     proc.wait(timeout=30)
 
