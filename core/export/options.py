@@ -24,6 +24,8 @@ SHARD_SIZE = re.compile(r"^\s*(\d{1,12}(?:\.\d{1,6})?)\s*(KB|MB|GB)\s*$", re.IGN
 SIZE_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9}  # decimal, as transformers reads them
 # A shard below a megabyte makes a folder of hundreds of files; above a terabyte it is no limit at all.
 MIN_SHARD_BYTES, MAX_SHARD_BYTES = 10**6, 10**12
+# The Modelfile's system prompt: as long as the longest conversation chat accepts by default.
+MAX_SYSTEM_CHARS = 32000
 DEFAULT_FOLDER_SUFFIX = "-merged"
 # Bytes an export writes per base-model parameter: the merged weights in their dtype, and each GGUF file.
 WEIGHT_BYTES = {"float32": 4.0, "bfloat16": 2.0, "float16": 2.0}
@@ -53,7 +55,8 @@ class ExportOptions:
                           choices=list(GGUF_TYPES), multi=True)
     ollama: bool = opt(False, "Also write an Ollama Modelfile (its template and stop tokens come from the model's "
                               "own chat template).")
-    system: str = opt("", "System prompt written into the Modelfile; blank keeps the chat template's own.")
+    system: str = opt("", "System prompt written into the Modelfile (at most 32000 characters); blank keeps the "
+                          "chat template's own.")
     # Not a user option: the largest |logit difference| allowed between the merged model and base + adapter.
     # None picks it by dtype; tests tighten it.
     tolerance: float | None = None
@@ -158,6 +161,9 @@ def check_options(options: ExportOptions, policy=None) -> ExportOptions:
     The CLI passes none: its user may export any run to any folder they name."""
     build_options(ExportOptions, options.to_dict())  # types, bounds, choices: OptionsError names each option
     shard_bytes(options.shard_size)
+    if len(str(options.system)) > MAX_SYSTEM_CHARS:
+        raise ExportError(f"the system prompt is {len(str(options.system))} characters; at most {MAX_SYSTEM_CHARS}",
+                          "system")
     if not str(options.run).strip():
         raise ExportError("no run given", "run")
     if not str(options.out or "").strip():

@@ -83,3 +83,14 @@ def test_shard_sizes_inside_the_bounds_are_bytes_the_save_accepts(size, expected
     from transformers.utils.hub import convert_file_size_to_int
 
     assert shard_bytes(size) == expected == convert_file_size_to_int(shard_bytes(size))
+
+
+def test_a_system_prompt_longer_than_the_limit_is_refused(finished_run, tmp_path):
+    from core.export.options import MAX_SYSTEM_CHARS
+
+    out = tmp_path / "ws" / "exports" / "m"
+    options = ExportOptions(run=str(finished_run.path), out=str(out), ollama=True, system="x" * (MAX_SYSTEM_CHARS + 1))
+    with pytest.raises(ExportError) as err:
+        check_options(options)
+    assert err.value.option == "system" and str(MAX_SYSTEM_CHARS) in err.value.message and not out.exists()
+    check_options(ExportOptions(**{**options.to_dict(), "system": "x" * MAX_SYSTEM_CHARS}))

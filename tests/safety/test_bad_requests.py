@@ -205,6 +205,8 @@ CASES = [
     Case("export-shard-huge", "shard size 99999999999GB", export_start(shard_size="99999999999GB"),
          ("Shard size", "out of bounds")),
     Case("export-shard-text", "shard size 'big'", export_start(shard_size="big"), ("Shard size", "not a size")),
+    Case("export-system-huge", "a 1 MB system prompt for the Modelfile", export_start(system="x" * 2**20, ollama=True),
+         ("Modelfile", "at most 32000")),
     Case("export-dtype", "dtype int4", export_start(dtype="int4"), ("refused by Gradio", "not in the list of choices")),
     Case("export-gguf", "GGUF type q4_k", export_start(gguf=["q4_k"]), ("refused by Gradio", "not in the list of choices")),
     # The server's own routes, logged in: its file route serves nothing from outside.
