@@ -67,6 +67,7 @@ def serve(host: str = "127.0.0.1", port: int = 7860, workspace: Path | None = No
     blocked = (credentials.source,) if credentials and credentials.source else ()  # the login file is never data
     demo = build_app(workspace, policy=server_policy(workspace, data_roots, export_roots, blocked, allow_remote_code))
     login = {"auth": login_checker(credentials), "auth_message": i18n.text("login.message")} if credentials else {}
-    # No footer: its links are Gradio's own words, which the language switch cannot reach.
+    # No footer: its links are Gradio's own words, which the language switch cannot reach. No run history: it
+    # keeps every call's inputs and outputs and can copy them to a Hugging Face bucket named in a request.
     demo.queue(default_concurrency_limit=8).launch(server_name=host, server_port=port, show_error=True, footer_links=[],
-                                                   max_file_size=MAX_UPLOAD_BYTES, **login)
+                                                   max_file_size=MAX_UPLOAD_BYTES, run_history=False, **login)

@@ -115,11 +115,13 @@ def test_an_export_root_given_at_start_is_allowed(served, client):
     assert [p.name for p in taken.iterdir()] == ["weights.bin"]
 
 
-def test_uploads_are_bounded_in_size_and_gradios_copies_expire(served):
+def test_uploads_are_bounded_in_size_gradios_copies_expire_and_no_call_is_kept(served):
     from core.safety.access import MAX_UPLOAD_BYTES, UPLOAD_CACHE_CLEANUP
     from webui.app import build_app
 
     with httpx.Client(base_url=served["url"], timeout=30) as http:
         http.post("/login", data={"username": USER, "password": PASSWORD})
-        assert http.get("/config").json()["max_file_size"] == MAX_UPLOAD_BYTES
+        config = http.get("/config").json()
+        assert config["max_file_size"] == MAX_UPLOAD_BYTES
+        assert config["run_history"] is False and http.get("/gradio_api/runs").status_code == 404
     assert build_app(served["workspace"]).delete_cache == UPLOAD_CACHE_CLEANUP
