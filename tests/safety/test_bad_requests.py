@@ -110,6 +110,8 @@ NOT_OFFERED = "not a finished run of this workspace|not in the list of choices|n
 CASES = [
     # Data tab: datasets only from the workspace, the bundled data and --data-root.
     Case("data-absolute-outside", "a dataset path outside every root", data_open("{secret}"), (OUTSIDE,)),
+    Case("data-list-one-outside", "two datasets, one of them outside (the tab opens one: the text is one name)",
+         data_open("{workspace}/data/mine.jsonl,{secret}"), ("file not found",)),
     Case("data-etc-passwd", "/etc/passwd", data_open("/etc/passwd"), (OUTSIDE,)),
     Case("data-proc-environ", "/proc/self/environ (the server's environment)", data_open("/proc/self/environ"), (OUTSIDE,)),
     Case("data-home", "~/.bashrc", data_open("~/.bashrc"), (OUTSIDE,)),
@@ -149,6 +151,8 @@ CASES = [
     # Train tab: the same rule for the job's data; no code from model folders unless the operator allowed it.
     Case("train-data-outside", "data.dataset outside every root", train_start(**{"data.dataset": "{secret}"}),
          ("data.dataset", OUTSIDE)),
+    Case("train-data-list-one-outside", "a list of datasets, one of them outside",
+         train_start(**{"data.dataset": "identity,{secret}"}), ("data.dataset", OUTSIDE)),
     Case("train-registry-outside", "data.registry outside every root",
          train_start(**{"data.registry": "{outside}/dataset_info.json"}), ("data.registry", OUTSIDE)),
     Case("train-data-proc", "/proc/self/environ as the dataset", train_start(**{"data.dataset": "/proc/self/environ"}),
