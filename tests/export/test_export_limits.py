@@ -80,9 +80,14 @@ def test_shard_sizes_outside_the_bounds_are_refused_naming_the_option(finished_r
 @pytest.mark.parametrize("size, expected", [("1MB", 10**6), ("2.5gb", 2_500_000_000), (" 500 MB ", 5 * 10**8),
                                             ("1000GB", 10**12)])
 def test_shard_sizes_inside_the_bounds_are_bytes_the_save_accepts(size, expected):
-    from transformers.utils.hub import convert_file_size_to_int
+    import torch
+    from huggingface_hub import split_torch_state_dict_into_shards
+    from huggingface_hub.serialization._base import parse_size_to_int  # what save_pretrained reads a size with
 
-    assert shard_bytes(size) == expected == convert_file_size_to_int(shard_bytes(size))
+    assert shard_bytes(size) == expected == parse_size_to_int(size.strip().replace(" ", ""))
+    state = {f"w{i}": torch.zeros(250_000) for i in range(4)}  # four 1 MB tensors
+    split = split_torch_state_dict_into_shards(state, max_shard_size=shard_bytes(size))
+    assert len(split.filename_to_tensors) == (4 if expected < 2 * 10**6 else 1)
 
 
 def test_a_system_prompt_longer_than_the_limit_is_refused(finished_run, tmp_path):
