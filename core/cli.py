@@ -104,9 +104,49 @@ def _warn_if_too_big(spec) -> None:
 
 
 def cmd_serve(args) -> int:
+    """Serve the UI; off a loopback address only with a login (see core/auth.py)."""
+    from core.safety.login import AuthError, credentials_for, serve_refusal
+
+    try:
+        credentials = credentials_for(args.auth_file)
+    except AuthError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    refusal = serve_refusal(args.host, credentials)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+    roots = [("--data-root", p) for p in args.data_roots] + [("--export-root", p) for p in args.export_roots]
+    missing = [f"{flag} {path}: not a folder" for flag, path in roots if not Path(path).expanduser().is_dir()]
+    if missing:
+        print("error: " + "\n       ".join(missing), file=sys.stderr)
+        return 2
     from webui.app import serve
 
-    serve(host=args.host, port=args.port, workspace=args.workspace)
+    serve(host=args.host, port=args.port, workspace=args.workspace, credentials=credentials,
+          data_roots=args.data_roots, export_roots=args.export_roots, allow_remote_code=args.allow_remote_code)
+    return 0
+
+
+def cmd_passwd(args) -> int:
+    """Print a login-file line for USER; the password is read from the terminal (asked twice) or from stdin."""
+    import getpass
+
+    from core.safety.login import AuthError, check_user_name, login_line
+
+    try:
+        check_user_name(args.user)
+        if sys.stdin.isatty():
+            password = getpass.getpass(f"password for {args.user}: ")
+            if getpass.getpass("again: ") != password:
+                print("error: the two passwords differ", file=sys.stderr)
+                return 2
+        else:
+            password = sys.stdin.readline().rstrip("\r\n")
+        print(login_line(args.user, password))
+    except AuthError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -218,6 +258,30 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _server_args(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """The serve options, on the bare command and on `serve`. Below `serve` their default is "not given",
+    so they do not undo the same option given before the command."""
+    from core.safety.login import AUTH_FILE_ENV
+
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument("--host", default=default("127.0.0.1"),
+                        help="address to serve on (default 127.0.0.1); any non-loopback address needs --auth-file")
+    parser.add_argument("--port", type=int, default=default(7860), help="port to serve on (default 7860)")
+    parser.add_argument("--auth-file", default=default(None), metavar="FILE",
+                        help=f"login file of user:hash lines made by `app.py passwd USER` (default: ${AUTH_FILE_ENV}); "
+                             "with it every page and API call needs a login")
+    parser.add_argument("--data-root", dest="data_roots", action="append", default=default([]), metavar="DIR",
+                        help="a folder the UI may read datasets from, besides the workspace and the bundled data "
+                             "(repeatable)")
+    parser.add_argument("--export-root", dest="export_roots", action="append", default=default([]), metavar="DIR",
+                        help="a folder the UI may write exports to, besides <workspace>/exports (repeatable)")
+    parser.add_argument("--allow-remote-code", action="store_true", default=default(False),
+                        help="let jobs started in the UI set model.trust_remote_code, running code shipped in model "
+                             "folders (off: such jobs are refused)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from core.export.options import ExportOptions
     from core.option_flags import add_option_flags
@@ -227,15 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     workspace = argparse.ArgumentParser(add_help=False)
     workspace.add_argument("--workspace", type=Path, default=argparse.SUPPRESS, help=WORKSPACE_HELP)
     server = argparse.ArgumentParser(add_help=False)
-    server.add_argument("--host", default=argparse.SUPPRESS, help="address to serve on (default 127.0.0.1)")
-    server.add_argument("--port", type=int, default=argparse.SUPPRESS, help="port to serve on (default 7860)")
+    _server_args(server, suppress=True)
 
     parser = argparse.ArgumentParser(prog="app.py", description="LoRA Workbench. Without a command it serves the web UI.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860)")
+    _server_args(parser, suppress=False)
     parser.add_argument("--workspace", type=Path, default=None, help=WORKSPACE_HELP)
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", parents=[server, workspace], help="serve the web UI (the default)")
+    passwd = sub.add_parser("passwd", help="print a login-file line (user:password hash) for serve --auth-file")
+    passwd.add_argument("user", help="the user name; the password is asked for (or read from stdin)")
     _job_args(sub.add_parser("train", parents=[workspace], help="train a job in the foreground"))
     bench = sub.add_parser("bench", parents=[workspace], help="measure throughput, memory and MFU for a job")
     _job_args(bench)
@@ -261,6 +325,8 @@ def main(argv: list[str]) -> int:
     command = args.command or "serve"
     args.workspace = use_workspace(args.workspace)
     keep_library_output_in(args.workspace / "logs" / f"{command}.log")
+    if command == "passwd":  # touches no workspace
+        return cmd_passwd(args)
     handlers = {"serve": cmd_serve, "train": cmd_train, "bench": cmd_bench, "params": cmd_params,
                 "data": cmd_data, "export": cmd_export}
     return handlers[command](args)

@@ -150,3 +150,40 @@ def fill_disk(folder) -> None:
                 pass
         except OSError:
             pass
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(workspace, log_file, *args, env: dict | None = None, timeout_s: float = 120):
+    """`python app.py serve --port P --workspace W *args` in its own process, once it accepts connections;
+    returns (process, url on 127.0.0.1). The caller ends it with process.terminate()."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from core.paths import PROJECT_ROOT
+
+    port = free_port()
+    with open(log_file, "wb") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "app.py", "serve", "--port", str(port), "--workspace", str(workspace),
+                                 *map(str, args)], cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(Path(log_file).read_text()) from None
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"the server did not listen within {timeout_s}s:\n{Path(log_file).read_text()}")

@@ -7,6 +7,8 @@ from pathlib import Path
 import gradio as gr
 
 from core.runtime.disk import make_folder
+from core.safety.access import MAX_UPLOAD_BYTES, UPLOAD_CACHE_CLEANUP, AccessPolicy
+from core.safety.login import Credentials, login_checker
 from webui import i18n
 from webui.chat_tab import build_chat_tab, end_session
 from webui.data_tab import build_data_tab
@@ -15,11 +17,14 @@ from webui.language import PageLanguage
 from webui.train_tab import build_train_tab
 
 
-def build_app(workspace: Path, lang: str = "en") -> gr.Blocks:
+def build_app(workspace: Path, lang: str = "en", policy: AccessPolicy | None = None) -> gr.Blocks:
+    """The page. `policy` decides which files its handlers may read and write; by default the served rule
+    (the workspace, the bundled data and Gradio's upload folder)."""
     problem = make_folder(workspace)  # a full disk must not stop the UI from starting
     if problem:
         print(f"warning: {problem}", file=sys.stderr)
-    with gr.Blocks(title="LoRA Workbench") as demo:
+    policy = policy or server_policy(workspace)
+    with gr.Blocks(title="LoRA Workbench", delete_cache=UPLOAD_CACHE_CLEANUP) as demo:
         with gr.Row():
             gr.Markdown(**i18n.props("title", lang))
             language = gr.Radio(choices=[(v, k) for k, v in i18n.LANGUAGES.items()], value=lang,
@@ -27,13 +32,13 @@ def build_app(workspace: Path, lang: str = "en") -> gr.Blocks:
         page = PageLanguage(lang, language)
         with gr.Tabs():
             with gr.Tab(id="train", **i18n.props("tab-train", lang)):
-                train = build_train_tab(workspace, page)
+                train = build_train_tab(workspace, page, policy)
             with gr.Tab(id="data", **i18n.props("tab-data", lang)):
-                build_data_tab(workspace, page, train["form"])
+                build_data_tab(workspace, page, train["form"], policy)
             with gr.Tab(id="chat", **i18n.props("tab-chat", lang)) as chat_tab:
-                chat = build_chat_tab(workspace, page)
+                chat = build_chat_tab(workspace, page, policy)
             with gr.Tab(id="export", **i18n.props("tab-export", lang)) as export_tab:
-                export = build_export_tab(workspace, page)
+                export = build_export_tab(workspace, page, policy)
 
         page.wire(demo)
         # Runs finish while the page is open: the run pickers look again when the page loads, when their tab
@@ -48,9 +53,25 @@ def build_app(workspace: Path, lang: str = "en") -> gr.Blocks:
     return demo
 
 
-def serve(host: str = "127.0.0.1", port: int = 7860, workspace: Path | None = None) -> None:
+def server_policy(workspace: Path, data_roots=(), export_roots=(), blocked=(), allow_remote_code: bool = False) -> AccessPolicy:
+    """What the served page may touch: datasets from the workspace, the bundled data and `data_roots`; uploads
+    only from Gradio's own upload folder; exports under <workspace>/exports and `export_roots`."""
+    from gradio.utils import get_upload_folder
+
+    return AccessPolicy.for_server(workspace, data_roots, export_roots, upload_roots=(get_upload_folder(),),
+                                   blocked=blocked, remote_code=allow_remote_code)
+
+
+def serve(host: str = "127.0.0.1", port: int = 7860, workspace: Path | None = None, credentials: Credentials | None = None,
+          data_roots=(), export_roots=(), allow_remote_code: bool = False) -> None:
+    """Serve the page. With `credentials` every page, API call and upload needs a login (Gradio's own)."""
     from core.paths import default_workspace
 
-    demo = build_app(workspace or default_workspace())
-    # No footer: its links are Gradio's own words, which the language switch cannot reach.
-    demo.queue(default_concurrency_limit=8).launch(server_name=host, server_port=port, show_error=True, footer_links=[])
+    workspace = workspace or default_workspace()
+    blocked = (credentials.source,) if credentials and credentials.source else ()  # the login file is never data
+    demo = build_app(workspace, policy=server_policy(workspace, data_roots, export_roots, blocked, allow_remote_code))
+    login = {"auth": login_checker(credentials), "auth_message": i18n.text("login.message")} if credentials else {}
+    # No footer: its links are Gradio's own words, which the language switch cannot reach. No run history: it
+    # keeps every call's inputs and outputs and can copy them to a Hugging Face bucket named in a request.
+    demo.queue(default_concurrency_limit=8).launch(server_name=host, server_port=port, show_error=True, footer_links=[],
+                                                   max_file_size=MAX_UPLOAD_BYTES, run_history=False, **login)

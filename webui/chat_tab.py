@@ -7,17 +7,19 @@ and forwards. Unload ends that process, so its memory really goes back.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import gradio as gr
 
-from core.chat.client import ChatClient, ChatWorkerError
+from core.chat.client import ChatClient, ChatWorkerError, check_capacity
 from core.chat.options import GenerationOptions
 from core.chat.prompt import conversation
-from core.chat.targets import ChatTarget, answering_model, chat_targets
+from core.chat.targets import ChatTarget, TargetRefused, answering_model, chat_targets, offered_target
 from core.options import OptionsError, build_options
 from core.runs.folder import active_run
 from core.runs.views import pick_run
+from core.safety.access import AccessPolicy
 from webui import i18n
 from webui.form import FieldForm, option_problems
 from webui.language import PageLanguage
@@ -28,7 +30,9 @@ CLIENTS: dict[str, ChatClient] = {}  # one worker per browser session, ended whe
 def client_for(request: gr.Request, workspace: Path) -> ChatClient:
     key = request.session_hash or "default"
     if key not in CLIENTS:
-        CLIENTS[key] = ChatClient(workspace / "chat" / f"worker-{key[:12]}.log")
+        # The session id comes from the caller: only its letters and digits may name a file.
+        name = re.sub(r"[^A-Za-z0-9]", "", key)[:12] or "default"
+        CLIENTS[key] = ChatClient(workspace / "chat" / f"worker-{name}.log")
     return CLIENTS[key]
 
 
@@ -64,7 +68,18 @@ def error_parts(err: Exception) -> list:
     return ["**", ["chat.error"], f"** {html.escape(str(err))}"]
 
 
-def build_chat_tab(workspace: Path, page: PageLanguage) -> dict:
+def stopped_parts(done: dict) -> list:
+    """A note when an answer was cut short: by Stop generation, or at the time limit."""
+    if done.get("stopped") == "stop":
+        return ["\n\n⏹ ", ["chat.stopped"]]
+    if done.get("stopped") == "time_limit":
+        return ["\n\n⏱ ", ["chat.time_limit", {"seconds": f"{done.get('time_limit_s', 0):g}"}]]
+    return []
+
+
+def build_chat_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -> dict:
+    """Draw the tab. Only what its picker offers can be loaded (a run of this workspace or the bundled model),
+    whatever a page or an API call sends; `policy` decides whether a run may use its model folder's code."""
     lang = page.lang
     seen_newest = gr.State(None)  # the newest target the picker offered, to notice a run that finished since
     with gr.Row():
@@ -85,6 +100,7 @@ def build_chat_tab(workspace: Path, page: PageLanguage) -> dict:
     with gr.Row():
         prompt = gr.Textbox(scale=5, **i18n.props("chat-prompt", lang))
         send = gr.Button(variant="primary", scale=1, **i18n.props("chat-send", lang))
+        stop = gr.Button(variant="stop", scale=1, **i18n.props("chat-stop", lang))
         clear = gr.Button(scale=1, **i18n.props("chat-clear", lang))
     message = page.message("chat-message")
 
@@ -97,18 +113,23 @@ def build_chat_tab(workspace: Path, page: PageLanguage) -> dict:
 
     def on_load(choice, request: gr.Request):
         client = client_for(request, workspace)
-        target = ChatTarget.parse(choice)
-        if target is None:
-            return [["chat.pick_first"]], [], []
         try:
+            target = offered_target(choice, workspace, policy)
+            if target is None:
+                return [["chat.pick_first"]], [], []
+            check_capacity(CLIENTS.values(), client)
             loaded = client.load(**target.load_args())
-        except ChatWorkerError as err:
+        except (ChatWorkerError, TargetRefused) as err:
             return error_parts(err), [], []
         return status_parts(loaded) + busy_warning(workspace), [], []
 
     def on_unload(request: gr.Request):
         client_for(request, workspace).unload()
         return [["chat.unloaded"]]
+
+    def on_stop(request: gr.Request):
+        stopping = client_for(request, workspace).stop()
+        return [["chat.stopping" if stopping else "chat.nothing_to_stop"]]
 
     # The request comes first: Gradio hands it over by position, which the option values after it would shift.
     def on_send(request: gr.Request, text, choice, system_prompt, compare_on, base_hist, tuned_hist, *option_values):
@@ -121,10 +142,17 @@ def build_chat_tab(workspace: Path, page: PageLanguage) -> dict:
         except OptionsError as err:
             yield gr.skip(), gr.skip(), gr.skip(), option_problems("generation", err.problems), gr.skip()
             return
-        picked = ChatTarget.parse(choice)
+        client.new_turn()
+        try:
+            picked = offered_target(choice, workspace, policy)
+        except TargetRefused as err:
+            yield gr.skip(), gr.skip(), gr.skip(), error_parts(err), gr.skip()
+            return
         if not client.loaded and picked is not None:
             yield gr.skip(), gr.skip(), gr.skip(), [["chat.loading", {"what": picked.name}]], gr.skip()
         try:
+            if not client.loaded:
+                check_capacity(CLIENTS.values(), client)
             loaded, just_loaded = answering_model(client, picked)
         except ChatWorkerError as err:
             yield gr.skip(), gr.skip(), gr.skip(), error_parts(err), status_parts(client.loaded)
@@ -137,7 +165,10 @@ def build_chat_tab(workspace: Path, page: PageLanguage) -> dict:
                    [("base", False), ("tuned", True)] if compare_on else [("tuned", True)])
         histories = {"base": list(base_hist or []), "tuned": list(tuned_hist or [])}
         params = vars(options)
+        cut: list = []
         for column, adapter in targets:
+            if client.stop_asked.is_set():
+                break  # Stop ends this Send: the other column is not started
             # Each column is its own conversation: the model sees only what it said itself.
             messages = conversation(system_prompt, histories[column], text)
             histories[column] += [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
@@ -146,21 +177,29 @@ def build_chat_tab(workspace: Path, page: PageLanguage) -> dict:
                     if isinstance(piece, str):
                         histories[column][-1]["content"] += piece
                         yield "", histories["base"], histories["tuned"], note, status_now
+                    else:
+                        cut = cut or stopped_parts(piece)
             except ChatWorkerError as err:
-                yield "", histories["base"], histories["tuned"], error_parts(err), status_parts(client.loaded)
+                unanswered = not histories[column][-1]["content"]
+                if unanswered:  # refused before a word (a limit, say): no empty bubble, and the message stays to edit
+                    histories[column] = histories[column][:-2]
+                keep_text = unanswered and column == targets[0][0]
+                yield (gr.skip() if keep_text else ""), histories["base"], histories["tuned"], error_parts(err), \
+                    status_parts(client.loaded)
                 return
-        yield "", histories["base"], histories["tuned"], note + busy_warning(workspace), status_now
+        yield "", histories["base"], histories["tuned"], note + cut + busy_warning(workspace), status_now
 
     def on_switch(lang_now):
         return [gr.update(choices=[(target_label(t, lang_now), t.key) for t in chat_targets(workspace)])]
 
     pick = (picker, [model, seen_newest, page.language], [model, seen_newest])
     refresh.click(*pick)
-    load.click(on_load, [model], [status, base_box, tuned_box])
+    load.click(on_load, [model], [status, base_box, tuned_box], api_name="chat_load")
     unload.click(on_unload, None, [status])
     inputs = [prompt, model, system, compare, base_box, tuned_box, *form.group_inputs("generation")]
-    send.click(on_send, inputs, [prompt, base_box, tuned_box, message, status])
+    send.click(on_send, inputs, [prompt, base_box, tuned_box, message, status], api_name="chat_send")
     prompt.submit(on_send, inputs, [prompt, base_box, tuned_box, message, status])
+    stop.click(on_stop, None, [message], show_progress="hidden", api_name="chat_stop")
     clear.click(lambda: ([], []), None, [base_box, tuned_box])
     page.also(on_switch, [], [model])
     # The page refreshes the picker when it loads, when this tab is opened and when a run ends.

@@ -18,9 +18,12 @@ from core.data.preview import length_stats, preview_page
 from core.data.registry import DatasetError, list_entries
 from core.data.source import CheckReport, check_dataset, open_dataset
 from core.data.uploads import parse_columns, save_mapping, store_upload
+from core.safety.access import AccessDenied, AccessPolicy
+from core.spec import JobSpec, SpecError, spec_from_dict
 from webui import i18n
 from webui.charts import length_histogram
 from webui.language import PageLanguage
+from webui.train_tab import spec_problems
 
 PAGE_SIZE = 4
 STYLE = """<style>
@@ -39,10 +42,10 @@ def tokenizer_for(model_path: str):
     return load_tokenizer(model_path)
 
 
-def registry_choices(registry: str, lang: str) -> list[tuple[str, str]]:
+def registry_choices(registry: str, lang: str, policy: AccessPolicy) -> list[tuple[str, str]]:
     """Registry entries as dropdown choices; unavailable ones say why in their label."""
     try:
-        entries = list_entries(registry)
+        entries = list_entries(registry, policy)
     except DatasetError:
         return []
     out = []
@@ -82,16 +85,25 @@ def stats_titles(stats, lang: str) -> dict[str, str]:
             "cutoff": i18n.text("data.hist.cutoff", lang, max_length=stats.max_length)}
 
 
+def preview_job(model, max_length, train_on_prompt, name, author) -> JobSpec:
+    """The Train form's fields the preview reads, checked by the job spec's own rules (types, bounds), so a
+    value a page or an API call sends is used only as a job could use it; SpecError names each bad field."""
+    return spec_from_dict({"model": {"path": model},
+                           "data": {"max_length": max_length, "train_on_prompt": train_on_prompt, "name": name,
+                                    "author": author}})
+
+
 EMPTY = {"source": None, "start": 0, "total": 0, "stats": None}
 
 
-def build_data_tab(workspace: Path, page: PageLanguage, train_form):
-    """Draw the tab; `train_form` is the Train tab's JobForm, whose model and data fields it reads and fills."""
+def build_data_tab(workspace: Path, page: PageLanguage, train_form, policy: AccessPolicy):
+    """Draw the tab; `train_form` is the Train tab's JobForm, whose model and data fields it reads and fills.
+    Every file it reads (datasets, registries, uploads) goes through `policy`, the server's access rule."""
     lang = page.lang
     c = train_form.components
     with gr.Row():
         registry = gr.Textbox(value="", **i18n.props("data-registry", lang))
-        source = gr.Dropdown(choices=registry_choices("", lang), value="identity", allow_custom_value=True,
+        source = gr.Dropdown(choices=registry_choices("", lang, policy), value="identity", allow_custom_value=True,
                              **i18n.props("data-source", lang))
     # An upload button rather than a drop zone: its whole text is ours, so it follows the language switch.
     upload = gr.UploadButton(file_types=[".json", ".jsonl", ".csv", ".parquet", ".txt"], type="filepath",
@@ -114,9 +126,10 @@ def build_data_tab(workspace: Path, page: PageLanguage, train_form):
     settings = [c["model.path"], c["data.max_length"], c["data.train_on_prompt"], c["data.name"], c["data.author"]]
 
     def render_page(data, start, lang_now, model, max_length, train_on_prompt, name, author):
-        tokenizer = tokenizer_for(model)
-        shown = preview_page(data, tokenizer, start, PAGE_SIZE, int(max_length or 512), bool(train_on_prompt),
-                             {"name": name, "author": author})
+        job = preview_job(model, max_length, train_on_prompt, name, author)
+        tokenizer = tokenizer_for(job.model.path)
+        shown = preview_page(data, tokenizer, start, PAGE_SIZE, job.data.max_length, job.data.train_on_prompt,
+                             {"name": job.data.name, "author": job.data.author})
         label = [["data.page", {"first": start + 1, "last": start + len(shown), "total": len(data)}]]
         return STYLE + "".join(sample_html(s, lang_now) for s in shown), label
 
@@ -124,15 +137,19 @@ def build_data_tab(workspace: Path, page: PageLanguage, train_form):
         if not name:
             return dict(EMPTY), [], STYLE, [], None
         try:
+            job = preview_job(model, max_length, train_on_prompt, person, author)
+        except SpecError as err:  # the Train form's values as an API call may send them: checked as a job's are
+            return dict(EMPTY), spec_problems(err), STYLE, [], None
+        try:
             mapping = parse_columns(cols)
             checked = check_dataset(name, registry_value, formatting=fmt if fmt != "auto" else None,
-                                    columns=mapping or None)
+                                    columns=mapping or None, policy=policy)
             if checked.fatal:
                 return dict(EMPTY), report_parts(checked), STYLE, [], None
-            data = cached_open(name, registry_value, fmt, cols)
+            data = cached_open(name, registry_value, fmt, cols, policy)
             shown, label = render_page(data, 0, lang_now, model, max_length, train_on_prompt, person, author)
-            stats = length_stats(data, tokenizer_for(model), int(max_length or 512), bool(train_on_prompt),
-                                 {"name": person, "author": author})
+            stats = length_stats(data, tokenizer_for(job.model.path), job.data.max_length, job.data.train_on_prompt,
+                                 {"name": job.data.name, "author": job.data.author})
         except Exception as err:  # a bad model path, an unreadable file: say so in the tab, never crash the UI
             return dict(EMPTY), [f"⛔ {html.escape(type(err).__name__)}: {html.escape(str(err))}"], STYLE, [], None
         figure = length_histogram(stats, stats_titles(stats, lang_now))
@@ -146,7 +163,7 @@ def build_data_tab(workspace: Path, page: PageLanguage, train_form):
             return current, gr.skip(), gr.skip()
         start = min(max(current["start"] + delta * PAGE_SIZE, 0), max(current["total"] - 1, 0) // PAGE_SIZE * PAGE_SIZE)
         try:
-            data = cached_open(current["source"], current["registry"], current["format"], current["columns"])
+            data = cached_open(current["source"], current["registry"], current["format"], current["columns"], policy)
             shown, label = render_page(data, start, lang_now, model, max_length, train_on_prompt, person, author)
         except Exception as err:
             return current, f"⛔ {html.escape(str(err))}", gr.skip()
@@ -156,8 +173,8 @@ def build_data_tab(workspace: Path, page: PageLanguage, train_form):
         if not path:
             return gr.skip(), gr.skip()
         try:
-            stored = store_upload(path, workspace)
-        except DatasetError as err:
+            stored = store_upload(policy.check_upload(path), workspace)
+        except (DatasetError, AccessDenied) as err:
             return gr.skip(), [f"⛔ {html.escape(str(err))}"]
         return gr.update(value=str(stored)), []
 
@@ -176,7 +193,7 @@ def build_data_tab(workspace: Path, page: PageLanguage, train_form):
 
     def on_switch(lang_now, current, registry_value, *page_settings):
         """The dropdown's worded entries, the preview page and the histogram, again in the new language."""
-        choices = gr.update(choices=registry_choices(registry_value, lang_now))
+        choices = gr.update(choices=registry_choices(registry_value, lang_now, policy))
         if not current.get("source"):
             return [choices, gr.skip(), gr.skip()]
         _, shown, _ = on_page(current, 0, lang_now, *page_settings)
@@ -184,10 +201,12 @@ def build_data_tab(workspace: Path, page: PageLanguage, train_form):
 
     outputs = [state, report, preview, page_label, histogram]
     inputs = [source, registry, formatting, columns, page.language, *settings]
-    open_button.click(on_open, inputs, outputs)
+    # Named endpoints: the HTTP API (and the tests that attack it) call these by name.
+    open_button.click(on_open, inputs, outputs, api_name="data_open")
     source.input(on_open, inputs, outputs)
-    upload.upload(on_upload, [upload], [source, report]).then(on_open, inputs, outputs)
-    registry.submit(lambda r, lg: gr.update(choices=registry_choices(r, lg), value=None), [registry, page.language], [source])
+    upload.upload(on_upload, [upload], [source, report], api_name="data_upload").then(on_open, inputs, outputs)
+    registry.submit(lambda r, lg: gr.update(choices=registry_choices(r, lg, policy), value=None), [registry, page.language],
+                    [source], api_name="data_registry")
     prev_button.click(lambda s, *a: on_page(s, -1, *a), [state, page.language, *settings], [state, preview, page_label])
     next_button.click(lambda s, *a: on_page(s, 1, *a), [state, page.language, *settings], [state, preview, page_label])
     use_button.click(on_use, [state], [c["data.dataset"], c["data.registry"], use_message])
@@ -197,15 +216,16 @@ def build_data_tab(workspace: Path, page: PageLanguage, train_form):
 _OPENED: dict[tuple, tuple[float, object]] = {}
 
 
-def cached_open(name: str, registry: str, fmt: str, cols: str):
+def cached_open(name: str, registry: str, fmt: str, cols: str, policy: AccessPolicy):
     """The opened dataset for page flips, so a flip reads only its rows; reopened when the file changes."""
     from core.data.registry import find_dataset
 
-    entry = find_dataset(name, registry)
+    entry = find_dataset(name, registry, policy)
     stamp = entry.path.stat().st_mtime if entry.path else 0.0
     key = (name, registry, fmt, cols)
     if key not in _OPENED or _OPENED[key][0] != stamp:
         if len(_OPENED) > 8:
             _OPENED.clear()
-        _OPENED[key] = (stamp, open_dataset(name, registry, fmt if fmt != "auto" else None, parse_columns(cols) or None))
+        _OPENED[key] = (stamp, open_dataset(name, registry, fmt if fmt != "auto" else None, parse_columns(cols) or None,
+                                            policy))
     return _OPENED[key][1]

@@ -16,6 +16,7 @@ from core.export.options import ExportError, ExportOptions, resolve
 from core.options import OptionsError, build_options
 from core.runs.launch import LaunchError
 from core.runs.views import pick_run, usable_runs
+from core.safety.access import AccessPolicy
 from webui import i18n
 from webui.form import FieldForm, option_problems
 from webui.language import PageLanguage
@@ -63,7 +64,9 @@ def refused(err: Exception) -> list:
     return head + [html.escape(str(err))]
 
 
-def build_export_tab(workspace: Path, page: PageLanguage) -> dict:
+def build_export_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -> dict:
+    """Draw the tab. Exports go through `policy` (the server's access rule: runs from where it reads, output
+    under the workspace's exports or an export root) and run one at a time per workspace."""
     lang = page.lang
     job_state = gr.State(None)
     seen_newest = gr.State(None)
@@ -94,7 +97,9 @@ def build_export_tab(workspace: Path, page: PageLanguage) -> dict:
             return job_path, [["export.busy"]]
         try:
             options = resolve(build_options(ExportOptions, form.group_values("export", list(values))), workspace)
-            job = export_job.start(options, workspace)
+            job = export_job.start(options, workspace, policy, exclusive=True)
+        except export_job.ExportBusy:  # started by another page or an API call
+            return job_path, [["export.busy"]]
         except (ValueError, LaunchError) as err:  # OptionsError, ExportError, RunNotReady; or no process could start
             return job_path, refused(err)
         return str(job.path), [["export.started", {"out": html.escape(job.options().out)}]]
@@ -107,7 +112,7 @@ def build_export_tab(workspace: Path, page: PageLanguage) -> dict:
 
     pick = (picker, [run, seen_newest], [run, seen_newest])
     refresh.click(*pick)
-    start.click(on_start, [job_state, *form.group_inputs("export")], [job_state, message])
+    start.click(on_start, [job_state, *form.group_inputs("export")], [job_state, message], api_name="export_start")
     cancel.click(on_cancel, [job_state], [message])
     timer = gr.Timer(1.0)
     timer.tick(progress_html, [job_state, page.language], [progress], show_progress="hidden")

@@ -29,7 +29,9 @@ class PageLanguage:
         Handlers write the State; the box follows it, in the language of the moment."""
         box = gr.Markdown(i18n.render(initial or [], self.lang), elem_id=elem_id, **kwargs)
         said = gr.State(initial or [])
-        said.change(i18n.render, [said, self.language], [box], show_progress="hidden")
+        # Named after the box, so an API client (and the tests that attack the page) can read what it says.
+        said.change(i18n.render, [said, self.language], [box], show_progress="hidden",
+                    api_name="message_" + elem_id.replace("-", "_"))
         self.also(lambda lang, parts: [i18n.render(parts, lang)], [said], [box])
         return said
 

@@ -19,6 +19,7 @@ from core.paths import PRESETS_DIR
 from core.runs import runner
 from core.runs.folder import ACTIVE_STATES, RunFolder, active_run
 from core.runs.views import RunWatch
+from core.safety.access import AccessPolicy
 from core.spec import BUNDLED_MODEL, JobSpec, SpecError, check_launch, load_spec, spec_from_dict
 from webui import i18n
 from webui.charts import PANELS, has_ranks, ranks_figure, training_figure
@@ -75,10 +76,15 @@ def progress_html(run: RunFolder | None, status: dict | None, records: list[dict
     )
 
 
-def param_count_text(data: dict, lang: str) -> str:
-    """The parameter-count line for a job's data, or what stops it from being counted."""
+def param_count_text(data: dict, lang: str, policy: AccessPolicy | None = None) -> str:
+    """The parameter-count line for a job's data, or what stops it from being counted. With the server's
+    `policy`, a job asking for its model folder's code is not counted where the operator did not allow that."""
     try:
-        counts = count_parameters(spec_from_dict(data))
+        spec = spec_from_dict(data)
+        refused = policy.remote_code_refusal(spec.model.trust_remote_code) if policy else None
+        if refused:
+            raise ParamCountError(f"model.trust_remote_code: {refused}")
+        counts = count_parameters(spec)
     except SpecError as err:
         problems = "; ".join(f"`{k}`: {m}" if k else m for k, m in err.problems)
         return f"{i18n.text('param_count.invalid', lang)} {problems}"
@@ -149,8 +155,9 @@ def spec_problems(err: SpecError) -> list:
     return ["**", ["invalid"], "**\n\n" + lines]
 
 
-def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
-    """Draw the tab; returns what the page wires to other tabs (the form, the page-load handlers, run ends)."""
+def build_train_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -> dict:
+    """Draw the tab; returns what the page wires to other tabs (the form, the page-load handlers, run ends).
+    `policy` is the server's access rule: the datasets a job names must lie where the server reads data."""
     lang = page.lang
     form = JobForm(lang, choices_for)
     defaults = JobSpec()
@@ -192,10 +199,10 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
         keep = ("model", *METHODS[method_name].SECTIONS)
         pairs = [(k, v) for k, v in zip(count_keys, values) if k.split(".", 1)[0] in keep or k in ESTIMATE_KEYS]
         data = form.to_dict(method_name, [v for _, v in pairs], [k for k, _ in pairs])
-        return param_count_text(data, lang_now)
+        return param_count_text(data, lang_now, policy)
 
     def on_preset(name):
-        if not name:
+        if not name or name not in preset_names():  # only the listed presets: the name becomes a file path
             return [gr.skip()] * (1 + len(form.inputs)) + [[]]
         try:
             spec = load_spec(str(PRESETS_DIR / f"{name}.yaml"))
@@ -206,7 +213,7 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
     def on_start(current, lang_now, method_name, *values):
         try:
             spec = spec_from_dict(form.to_dict(method_name, list(values)))
-            check_launch(spec)  # model, data, device and the method's backend: only when starting
+            check_launch(spec, policy)  # model, data, device and the method's backend: only when starting
         except SpecError as err:
             return current, spec_problems(err), gr.skip()
         warning = too_big_message(spec)
@@ -267,8 +274,8 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
 
     method_boxes = [form.section_boxes[s.name] for s in method_owned]
     method.change(on_method, [method, page.language], [explainer, *method_boxes])
-    preset.change(on_preset, [preset], [method, *form.inputs, message])
-    start.click(on_start, [watch, page.language, method, *form.inputs], [watch, message, progress])
+    preset.change(on_preset, [preset], [method, *form.inputs, message], api_name="train_preset")
+    start.click(on_start, [watch, page.language, method, *form.inputs], [watch, message, progress], api_name="train_start")
     stop.click(on_stop, None, [message])
     count_inputs = [page.language, method, *(form.components[k] for k in count_keys)]
     # always_last: typing a rank fires a change per keystroke; only the newest value is worth counting.

@@ -7,18 +7,32 @@ blocking forever. Its stderr goes to a log file, never to a pipe nobody drains.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import threading
 import time
 from pathlib import Path
 
+from core.chat.worker import STOP_SIGNAL
 from core.runs.job_folder import tail_text
 from core.runs.launch import LaunchError, launch
+
+# Chat models one server keeps loaded at once: each worker holds a whole model in memory, and every page
+# (or API session) may start one.
+MAX_WORKERS = 4
 
 
 class ChatWorkerError(RuntimeError):
     """The worker refused a request or died; the message says why (with its log's tail when it died)."""
+
+
+def check_capacity(clients, asking, limit: int = MAX_WORKERS) -> None:
+    """ChatWorkerError when `limit` workers other than `asking`'s are alive: one more model would not be loaded."""
+    others = sum(1 for client in clients if client is not asking and client.alive())
+    if others >= limit:
+        raise ChatWorkerError(f"{others} chat models are loaded by other pages, and at most {limit} are kept at once "
+                              "(each holds a whole model in memory); press Unload there, or close those pages")
 
 
 class ChatClient:
@@ -29,6 +43,8 @@ class ChatClient:
         self.lock = threading.Lock()  # one request at a time: the worker answers them in order
         self.loaded: dict | None = None  # the last "loaded" reply, with what was asked for
         self.request_id = 0
+        self.generating = False  # an answer is being generated now (the worker may be signalled to stop)
+        self.stop_asked = threading.Event()  # Stop was pressed since the current turn began
 
     # --- process --------------------------------------------------------------------
     @property
@@ -103,15 +119,36 @@ class ChatClient:
             self.request_id += 1
             rid = self.request_id
             self._send({"op": "generate", "id": rid, "messages": messages, "params": params or {}, "adapter": adapter})
-            while True:
-                reply = self._next(timeout_s)
-                if reply.get("id") != rid:
-                    continue  # the rest of an answer whose reader went away (a closed page)
-                if reply["event"] == "token":
-                    yield reply["text"]
-                elif reply["event"] == "done":
-                    yield reply
-                    return
+            self.generating = True
+            try:
+                while True:
+                    reply = self._next(timeout_s)
+                    if reply.get("id") != rid:
+                        continue  # the rest of an answer whose reader went away (a closed page)
+                    if reply["event"] == "token":
+                        yield reply["text"]
+                    elif reply["event"] == "done":
+                        yield reply
+                        return
+            finally:
+                self.generating = False
+
+    def new_turn(self) -> None:
+        """A new message is being answered: an earlier Stop no longer applies."""
+        self.stop_asked.clear()
+
+    def stop(self) -> bool:
+        """Ask the worker to end the answer it is generating now, after its current token; True when one was.
+        The request goes as a signal: the worker reads stdin only between requests."""
+        self.stop_asked.set()
+        proc = self.proc
+        if not self.generating or proc is None or proc.poll() is not None:
+            return False
+        try:
+            os.kill(proc.pid, STOP_SIGNAL)
+        except ProcessLookupError:
+            return False
+        return True
 
     def unload(self, timeout_s: float = 30) -> None:
         """End the worker process: all of its memory goes back to the system."""

@@ -25,6 +25,16 @@ class GenerationOptions:
                                          "which keeps greedy answers identical to the exported model's.", lo=0.5, hi=3.0)
     seed: int = opt(0, "Seed for sampling. Both columns use it, so base and fine-tuned answers differ only by the "
                        "adapter; the same seed gives the same sample.", lo=0, hi=MAX_SEED)
+    # Limits: a long conversation costs time before the first word (the model reads all of it), and an answer
+    # must not hold the model for ever; each ends with a message saying which limit was met.
+    max_prompt_chars: int = opt(32000, "Longest conversation the model is given, in characters: system prompt, "
+                                       "earlier turns and the new message together. A longer one is refused; "
+                                       "Clear starts a fresh conversation.", lo=1, hi=500000)
+    max_prompt_tokens: int = opt(4096, "Longest conversation in tokens, after the chat template; also never more "
+                                       "than the model's own context. Reading a long prompt takes time before the "
+                                       "first word appears.", lo=1, hi=32768)
+    time_limit_s: float = opt(120.0, "Longest time one answer may take, in seconds. At the limit the answer stops "
+                                     "where it is, with a note; Stop generation ends it sooner.", lo=1.0, hi=3600.0)
 
     @property
     def sampling(self) -> bool:

@@ -12,8 +12,11 @@ def conversation(system: str, history: list[dict], prompt: str) -> list[dict]:
 
 
 def encode_prompt(tokenizer, messages: list[dict]) -> dict:
-    """Token ids of the conversation rendered by the model's template, ready for the assistant's turn."""
-    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    """Token ids of the conversation rendered by the model's template, ready for the assistant's turn; a template
+    that renders for too long raises TemplateTimeout."""
+    from core.data.template_limit import render_chat
+
+    return render_chat(tokenizer, messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
 
 
 def end_token_ids(tokenizer, generation_config=None) -> list[int]:

@@ -8,16 +8,29 @@ Requests:  {"op": "load", "run": RUN_FOLDER} or {"op": "load", "base": MODEL}
            {"op": "generate", "messages": [...], "params": {...}, "adapter": true|false}
            {"op": "quit"}
 Replies:   {"event": "ready"} once; {"event": "loaded", ...}; {"event": "token", "text"} while
-           generating, then {"event": "done", ...}; {"event": "error", "kind", "message"} on failure.
+           generating, then {"event": "done", ..., "stopped": null | "stop" | "time_limit"};
+           {"event": "error", "kind", "message"} on failure.
+Stop:      SIGUSR1 ends the answer being generated after its current token (stdin is read only between
+           requests, so the request to stop comes on this side channel).
 Unloading is ending this process, the only way the memory really goes back to the system.
+
+Every answer is bounded: the conversation's length in characters and tokens (checked before the model reads
+it), the chat template's render time, and the answer's generation time (GenerationOptions).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import signal
 import sys
 import time
+
+STOP_SIGNAL = signal.SIGUSR1
+
+
+class PromptTooLong(ValueError):
+    """The conversation is longer than a limit; the message names the limit and its option."""
 
 
 def rss_mb() -> float:
@@ -32,6 +45,29 @@ class Worker:
         self.model = None
         self.tokenizer = None
         self.has_adapter = False
+        self.stop_requested = False  # set by STOP_SIGNAL; seen by the answer being generated
+
+    def request_stop(self, *_) -> None:
+        self.stop_requested = True
+
+    def check_prompt(self, messages: list[dict], options) -> dict:
+        """The conversation's token ids, or PromptTooLong naming the limit it passes."""
+        from core.chat.prompt import encode_prompt
+
+        chars = sum(len(str(m.get("content") or "")) for m in messages)
+        if chars > options.max_prompt_chars:
+            raise PromptTooLong(f"the conversation is {chars:,} characters, more than generation.max_prompt_chars "
+                                f"({options.max_prompt_chars:,}); clear the chat or send a shorter message")
+        inputs = encode_prompt(self.tokenizer, messages)  # within the chat template's render time limit
+        tokens = int(inputs["input_ids"].shape[1])
+        context = getattr(self.model.config.get_text_config(), "max_position_embeddings", None)
+        if tokens > options.max_prompt_tokens:
+            raise PromptTooLong(f"the conversation is {tokens:,} tokens, more than generation.max_prompt_tokens "
+                                f"({options.max_prompt_tokens:,}); clear the chat or send a shorter message")
+        if context and tokens >= context:
+            raise PromptTooLong(f"the conversation is {tokens:,} tokens and this model reads at most {context:,}; "
+                                "clear the chat or send a shorter message")
+        return inputs
 
     def load(self, request: dict) -> None:
         from core.models.adapter import check_run, load_base_only, load_run_model
@@ -49,10 +85,10 @@ class Worker:
 
     def generate(self, request: dict) -> None:
         import torch
-        from transformers import TextStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
 
         from core.chat.options import GenerationOptions
-        from core.chat.prompt import encode_prompt, end_token_ids
+        from core.chat.prompt import end_token_ids
         from core.options import build_options
 
         if self.model is None:
@@ -63,8 +99,25 @@ class Worker:
         # Checked against the declaration: a bad value is refused naming the option, and what is left out
         # takes the same default the Chat tab shows.
         options = build_options(GenerationOptions, request.get("params") or {})
-        inputs = encode_prompt(self.tokenizer, request["messages"]).to(self.model.device)
+        self.stop_requested = False  # a Stop meant for an earlier answer does not end this one
+        started = time.time()
+        inputs = self.check_prompt(request["messages"], options).to(self.model.device)
         rid = request.get("id")
+        worker = self
+
+        class StopWhenAsked(StoppingCriteria):
+            """Ends the answer after the current token on Stop, or once the time limit has passed."""
+
+            reason: str | None = None
+
+            def __call__(self, input_ids, scores, **kwargs):
+                if self.reason is None and worker.stop_requested:
+                    self.reason = "stop"
+                elif self.reason is None and time.time() - started > options.time_limit_s:
+                    self.reason = "time_limit"
+                return torch.full((input_ids.shape[0],), self.reason is not None, dtype=torch.bool, device=input_ids.device)
+
+        stopper = StopWhenAsked()
 
         def send(obj: dict) -> None:
             self.send({**obj, "id": rid})
@@ -80,7 +133,8 @@ class Worker:
                       repetition_penalty=options.repetition_penalty,
                       eos_token_id=end_token_ids(self.tokenizer, self.model.generation_config),
                       pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-                      streamer=LineStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True))
+                      streamer=LineStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True),
+                      stopping_criteria=StoppingCriteriaList([stopper]))
         if options.sampling:
             kwargs.update(temperature=options.temperature, top_p=options.top_p, top_k=options.top_k)
         else:  # greedy: unset the sampling knobs a generation config may carry, so none is warned about
@@ -88,13 +142,12 @@ class Worker:
         # The same seed before each column makes base and fine-tuned differ only by the adapter.
         torch.manual_seed(options.seed)
         off = self.model.disable_adapter() if self.has_adapter and not use_adapter else contextlib.nullcontext()
-        started = time.time()
         with off, torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs)
         new = out[0][inputs["input_ids"].shape[1]:]
         send({"event": "done", "text": self.tokenizer.decode(new, skip_special_tokens=True),
                    "tokens": int(new.shape[0]), "token_ids": new.tolist(), "seconds": round(time.time() - started, 3),
-                   "rss_mb": round(rss_mb(), 1)})
+                   "rss_mb": round(rss_mb(), 1), "stopped": stopper.reason, "time_limit_s": options.time_limit_s})
 
 
 def main() -> int:
@@ -108,6 +161,7 @@ def main() -> int:
         channel.flush()
 
     worker = Worker(send)
+    signal.signal(STOP_SIGNAL, worker.request_stop)  # before "ready": the client signals only a ready worker
     handlers = {"load": worker.load, "generate": worker.generate}
     send({"event": "ready", "pid": os.getpid()})
     for line in sys.stdin:

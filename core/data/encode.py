@@ -25,7 +25,10 @@ def ensure_chat_template(tokenizer) -> None:
 
 
 def _render(tokenizer, messages, add_generation_prompt=False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    # Within a time limit: the template is the model's code, and a loop in it must not hang a trainer or a page.
+    from core.data.template_limit import render_chat
+
+    return render_chat(tokenizer, messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
 def trained_char_spans(tokenizer, messages: list[dict], train_on_prompt: bool = False) -> tuple[str, list[tuple[int, int]]]:

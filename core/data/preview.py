@@ -13,6 +13,9 @@ from core.data.formats import fill_placeholders
 from core.data.source import OpenDataset
 
 STATS_LIMIT = 5000  # samples tokenised for the histogram; more would keep a big file's preview waiting
+# Tokens drawn per sample. Each becomes a coloured span in the page, so a 6 MB row would otherwise send tens of
+# megabytes of HTML; the check and the length statistics still read every token.
+PREVIEW_TOKENS = 2048
 
 
 @dataclass
@@ -24,7 +27,8 @@ class SamplePreview:
     labels: list[int] = field(default_factory=list)  # within max_length, exactly as the trainer's row
     num_tokens: int = 0
     num_trained: int = 0
-    # (code, values): "cut" {tokens, dropped}, "nothing_trained", "stop_not_trained"; the UI words them
+    # (code, values): "cut" {tokens, dropped}, "nothing_trained", "stop_not_trained", "long" {shown, tokens};
+    # the UI words them
     warnings: list[tuple[str, dict]] = field(default_factory=list)
 
 
@@ -37,17 +41,22 @@ def token_pieces(full: dict) -> list[str]:
     return pieces
 
 
-def preview_sample(tokenizer, sample: dict, max_length: int, train_on_prompt: bool = False) -> SamplePreview:
+def preview_sample(tokenizer, sample: dict, max_length: int, train_on_prompt: bool = False,
+                   show_tokens: int = PREVIEW_TOKENS) -> SamplePreview:
+    """The sample's tokens as the trainer sees them; only the first `show_tokens` are kept for drawing."""
     full = encode_full(tokenizer, sample, train_on_prompt)
     labels = full["labels"]
     kept = labels[:max_length]
     out = SamplePreview(index=0, where="")
-    out.tokens = [(piece, label != -100, i >= max_length) for i, (piece, label) in enumerate(zip(token_pieces(full), labels))]
+    shown = zip(token_pieces(full)[:show_tokens], labels[:show_tokens])
+    out.tokens = [(piece, label != -100, i >= max_length) for i, (piece, label) in enumerate(shown)]
     out.labels = kept
     out.num_tokens = len(labels)
     out.num_trained = sum(label != -100 for label in kept)
     if out.num_tokens > max_length:
         out.warnings.append(("cut", {"tokens": out.num_tokens, "dropped": out.num_tokens - max_length}))
+    if out.num_tokens > len(out.tokens):
+        out.warnings.append(("long", {"shown": len(out.tokens), "tokens": out.num_tokens}))
     if out.num_trained == 0:
         out.warnings.append(("nothing_trained", {}))
     elif not stops_trained(tokenizer, kept):

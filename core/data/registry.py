@@ -14,8 +14,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.paths import DATA_DIR
+
+if TYPE_CHECKING:
+    from core.safety.access import AccessPolicy
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -41,8 +45,16 @@ def registry_path(registry: str = "") -> Path:
     return Path(registry).expanduser() if registry else DATA_DIR / "dataset_info.json"
 
 
-def read_registry(registry: str = "") -> dict[str, dict]:
+def refuse_outside(policy: AccessPolicy | None, path: Path, what: str) -> None:
+    """DatasetError when `policy` forbids reading `path`; decided before the file is opened."""
+    refusal = policy.read_refusal(path, what) if policy is not None else None
+    if refusal:
+        raise DatasetError(refusal)
+
+
+def read_registry(registry: str = "", policy: AccessPolicy | None = None) -> dict[str, dict]:
     path = registry_path(registry)
+    refuse_outside(policy, path, "dataset registry")
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
@@ -104,10 +116,10 @@ def unavailable_reason(entry: DatasetEntry) -> str | None:
     return "it names no local file_name or hf_hub_url (script and cloud datasets are not supported)"
 
 
-def list_entries(registry: str = "") -> list[tuple[DatasetEntry, str | None]]:
+def list_entries(registry: str = "", policy: AccessPolicy | None = None) -> list[tuple[DatasetEntry, str | None]]:
     """Every registry entry with the reason it is unavailable (None when usable)."""
     out = []
-    for name, info in read_registry(registry).items():
+    for name, info in read_registry(registry, policy).items():
         if not isinstance(info, dict):
             continue
         try:
@@ -115,8 +127,10 @@ def list_entries(registry: str = "") -> list[tuple[DatasetEntry, str | None]]:
         except DatasetError as err:
             out.append((DatasetEntry(name=name), str(err)))
             continue
+        outside = policy.read_refusal(entry.path) if policy is not None and entry.path is not None else None
         # Hub entries are not probed here (dozens of network calls); they are checked when chosen.
         reason = ("on the hub: needs a network, checked when chosen" if entry.path is None and entry.hub_id
+                  else "its file is outside the folders this server reads data from" if outside
                   else unavailable_reason(entry))
         out.append((entry, reason))
     return out
@@ -136,14 +150,20 @@ def hub_offline_reason(repo: str) -> str | None:
     return None
 
 
-def find_dataset(name: str, registry: str = "") -> DatasetEntry:
-    """Resolve a registry name, a file path or a hub id into a DatasetEntry."""
+def find_dataset(name: str, registry: str = "", policy: AccessPolicy | None = None) -> DatasetEntry:
+    """Resolve a registry name, a file path or a hub id into a DatasetEntry.
+
+    With a `policy` (the web server's), a file is used only inside its readable folders, and a registry
+    entry's file_name must lie there too; a path outside is not even looked at."""
     as_path = Path(name).expanduser()
-    if as_path.suffix and as_path.is_file():
+    outside = policy.read_refusal(as_path, f"dataset '{name}'") if policy is not None else None
+    if as_path.suffix and not outside and as_path.is_file():
         return DatasetEntry(name=as_path.name, path=as_path, formatting="auto")
-    entries = read_registry(registry)
+    entries = read_registry(registry, policy)
     if name in entries:
         entry = entry_from_info(name, entries[name], registry)
+        if entry.path is not None:
+            refuse_outside(policy, entry.path, f"dataset '{name}' (file_name in {registry_path(registry).name})")
         reason = unavailable_reason(entry)
         if reason:
             raise DatasetError(f"dataset '{name}' is unavailable: {reason}")
@@ -153,6 +173,8 @@ def find_dataset(name: str, registry: str = "") -> DatasetEntry:
         if reason:
             raise DatasetError(reason)
         return DatasetEntry(name=name, formatting="auto", hub_id=name)
+    if outside:
+        raise DatasetError(outside)
     if as_path.suffix and not as_path.exists():
         raise DatasetError(f"dataset file not found: {as_path}")
     known = ", ".join(sorted(entries)) or "none"

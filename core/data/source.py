@@ -81,8 +81,10 @@ class OpenDataset:
             yield self.convert(row)
 
 
-def open_dataset(name: str, registry: str = "", formatting: str | None = None, columns: dict | None = None) -> OpenDataset:
-    return OpenDataset(find_dataset(name, registry), formatting, columns)
+def open_dataset(name: str, registry: str = "", formatting: str | None = None, columns: dict | None = None,
+                 policy=None) -> OpenDataset:
+    """`policy` (core.safety.access.AccessPolicy): the web server's; files outside its readable folders are refused."""
+    return OpenDataset(find_dataset(name, registry, policy), formatting, columns)
 
 
 @dataclass
@@ -116,11 +118,11 @@ class CheckReport:
 
 
 def check_dataset(name: str, registry: str = "", cap: int = PROBLEM_CAP, formatting: str | None = None,
-                  columns: dict | None = None) -> CheckReport:
+                  columns: dict | None = None, policy=None) -> CheckReport:
     """Read the whole dataset once and report every problem (up to `cap`) with its location."""
     report = CheckReport(name=name)
     try:
-        data = open_dataset(name, registry, formatting, columns)
+        data = open_dataset(name, registry, formatting, columns, policy)
     except DatasetError as err:
         report.fatal = str(err)
         return report
@@ -134,11 +136,11 @@ def check_dataset(name: str, registry: str = "", cap: int = PROBLEM_CAP, formatt
     return report
 
 
-def check_datasets(value: str, registry: str = "", cap: int = PROBLEM_CAP) -> list[CheckReport]:
+def check_datasets(value: str, registry: str = "", cap: int = PROBLEM_CAP, policy=None) -> list[CheckReport]:
     names = dataset_names(value)
     if not names:
         return [CheckReport(name="", fatal="no dataset given")]
-    return [check_dataset(name, registry, cap) for name in names]
+    return [check_dataset(name, registry, cap, policy=policy) for name in names]
 
 
 def load_entry_samples(data: OpenDataset, placeholders: dict[str, str], seed: int = 42) -> list[dict]:

@@ -52,4 +52,5 @@ def load_gguf(folder: Path, name: str):
     import torch
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=name, dtype=torch.float32).eval()
+    return AutoModelForCausalLM.from_pretrained(str(folder), gguf_file=name, dtype=torch.float32,
+                                                trust_remote_code=False).eval()  # a GGUF file holds no code

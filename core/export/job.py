@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import secrets
 import time
@@ -45,10 +46,42 @@ def exports_dir(workspace: Path) -> Path:
     return Path(workspace) / "exports"
 
 
-def start(options: ExportOptions, workspace: Path) -> ExportJob:
+class ExportBusy(ValueError):
+    """Another export of this workspace is still running."""
+
+
+def list_jobs(workspace: Path) -> list[ExportJob]:
+    """The workspace's exports, newest first."""
+    root = exports_dir(workspace)
+    jobs = [ExportJob(p) for p in root.iterdir() if (p / "request.json").is_file()] if root.is_dir() else []
+    return sorted(jobs, key=lambda j: j.request_file.stat().st_mtime, reverse=True)
+
+
+def active_job(workspace: Path) -> ExportJob | None:
+    """The workspace's export that is queued or running, if any."""
+    return next((job for job in list_jobs(workspace) if job.status()["state"] in ACTIVE), None)
+
+
+def start(options: ExportOptions, workspace: Path, policy=None, exclusive: bool = False) -> ExportJob:
     """Check the options (raising ExportError or RunNotReady), then launch the export process detached.
-    A process that cannot be started raises LaunchError and leaves the job marked failed."""
-    options = check_options(options)
+    A process that cannot be started raises LaunchError and leaves the job marked failed.
+
+    `policy` is the web server's access rule (see check_options). With `exclusive` (the web UI), a new export
+    is refused while another of the workspace runs, whichever page or API call started it: each writes a whole
+    model, and a loop of them would fill the disk."""
+    if not exclusive:
+        return _launch(check_options(options, policy), workspace)
+    root = exports_dir(workspace)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two clicks at once must not both see "nothing running"
+        running = active_job(workspace)
+        if running is not None:
+            raise ExportBusy(f"export {running.job_id} is still running; wait for it or cancel it first")
+        return _launch(check_options(options, policy), workspace)
+
+
+def _launch(options: ExportOptions, workspace: Path) -> ExportJob:
     run_id = Path(options.run).name
     job = ExportJob(exports_dir(workspace) / f"{time.strftime('%Y%m%d-%H%M%S')}-{run_id}-{secrets.token_hex(2)}")
     job.path.mkdir(parents=True)

@@ -35,7 +35,7 @@ def tolerance_for(reference: list, dtype: str, override: float | None) -> float:
     return RELATIVE_TOLERANCE[dtype] * scale
 
 
-def merge_and_save(peft_model, tokenizer, folder: Path, dtype: str, shard_size: str):
+def merge_and_save(peft_model, tokenizer, folder: Path, dtype: str, shard_size: int | str):
     """Merge in place, write weights + tokenizer + chat template + generation config to `folder`;
     returns the merged model (still float32 in memory)."""
     import torch
@@ -53,9 +53,10 @@ def merge_and_save(peft_model, tokenizer, folder: Path, dtype: str, shard_size: 
     return merged
 
 
-def load_saved(folder: Path):
-    """The exported folder loaded the way a user would: plain from_pretrained, here in float32."""
+def load_saved(folder: Path, trust_remote_code: bool = False):
+    """The exported folder loaded the way a user would: plain from_pretrained, here in float32. Code from the
+    folder runs only when the run's job allowed its base model's code (`trust_remote_code`)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, trust_remote_code=trust_remote_code).eval()

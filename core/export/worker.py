@@ -40,7 +40,7 @@ def export(job: ExportJob, options, folder: Path) -> dict:
     """Write the whole export into `folder`; returns the result summary."""
     from core.chat.prompt import end_token_strings
     from core.export import card, gguf, merge, ollama
-    from core.export.options import ExportError
+    from core.export.options import ExportError, shard_bytes
     from core.models.adapter import check_run, load_run_model
 
     def stage(key: str, progress: float, **values) -> None:
@@ -57,10 +57,10 @@ def export(job: ExportJob, options, folder: Path) -> dict:
     stage("reference", 0.2)
     reference = merge.logits_of(model, inputs)
     stage("merge", 0.3)
-    merge.merge_and_save(model, tokenizer, folder, options.dtype, options.shard_size)
+    merge.merge_and_save(model, tokenizer, folder, options.dtype, shard_bytes(options.shard_size))
     del model
     stage("verify", 0.5)
-    saved = merge.load_saved(folder)
+    saved = merge.load_saved(folder, spec.model.trust_remote_code)
     diff = merge.max_difference(reference, merge.logits_of(saved, inputs))
     tolerance = merge.tolerance_for(reference, options.dtype, options.tolerance)
     print(f"[export] max |logit difference| {diff:.3g}, tolerance {tolerance:.3g}", flush=True)

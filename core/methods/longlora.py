@@ -84,7 +84,7 @@ def _base_config(spec):
 
     try:
         path = resolve_model(spec.model.path)
-        return AutoConfig.from_pretrained(path)
+        return AutoConfig.from_pretrained(path, trust_remote_code=spec.model.trust_remote_code)
     except (ModelSourceError, OSError, ValueError):
         return None
 
@@ -157,7 +157,8 @@ def rope_kwargs(spec) -> dict:
 
     from core.models.source import resolve_model
 
-    config = AutoConfig.from_pretrained(resolve_model(spec.model.path, convert=True))
+    config = AutoConfig.from_pretrained(resolve_model(spec.model.path, convert=True),
+                                        trust_remote_code=spec.model.trust_remote_code)
     original = config.max_position_embeddings
     target = spec.longlora.target_context
     if target <= original:

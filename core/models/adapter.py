@@ -51,24 +51,31 @@ def load_run_model(run: RunFolder, device: str = "cpu", dtype=None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from core.methods import METHODS
+    from core.models.remote_code import refuse_custom_code
     from core.models.source import resolve_model
     from core.spec import load_spec
 
     spec = load_spec(str(run.job))  # parsed only: the run's dataset, device and hub need not be there now
-    kwargs = {"dtype": dtype or base_dtype(device), **METHODS[spec.method].inference_kwargs(spec)}
-    base = AutoModelForCausalLM.from_pretrained(resolve_model(spec.model.path, convert=True), **kwargs).to(device)
+    trust = spec.model.trust_remote_code  # the run's own choice, the same as when it trained
+    source = resolve_model(spec.model.path, convert=True)
+    refuse_custom_code(source, trust)
+    kwargs = {"dtype": dtype or base_dtype(device), "trust_remote_code": trust, **METHODS[spec.method].inference_kwargs(spec)}
+    base = AutoModelForCausalLM.from_pretrained(source, **kwargs).to(device)
     model = PeftModel.from_pretrained(base, str(run.adapter_dir)).eval()
     # The trainer saved the tokenizer it trained with (chat template included) beside the adapter.
-    tokenizer = AutoTokenizer.from_pretrained(str(run.adapter_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(run.adapter_dir), trust_remote_code=trust)
     return model, tokenizer, spec
 
 
 def load_base_only(model_path: str, device: str = "cpu"):
-    """(base model, tokenizer) for chatting with a base model that has no run."""
+    """(base model, tokenizer) for chatting with a base model that has no run; no job allows its folder's code."""
     from transformers import AutoModelForCausalLM
 
     from core.models.loading import load_tokenizer
+    from core.models.remote_code import refuse_custom_code
     from core.models.source import resolve_model
 
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(model_path, convert=True), dtype=base_dtype(device))
+    source = resolve_model(model_path, convert=True)
+    refuse_custom_code(source, False)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=base_dtype(device), trust_remote_code=False)
     return model.to(device).eval(), load_tokenizer(model_path)

@@ -5,10 +5,16 @@ from core.data.encode import ensure_chat_template
 from core.models.source import resolve_model
 
 
-def load_tokenizer(model_path: str):
+def load_tokenizer(model_path: str, trust_remote_code: bool = False):
+    """The model's tokenizer with a chat template. `trust_remote_code` is the job's model.trust_remote_code:
+    passed explicitly, so transformers never asks on the terminal; a folder needing its own code is refused first."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(model_path, convert=True))
+    from core.models.remote_code import refuse_custom_code
+
+    source = resolve_model(model_path, convert=True)
+    refuse_custom_code(source, trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     ensure_chat_template(tokenizer)
     return tokenizer
 
@@ -19,8 +25,13 @@ def load_base_model(spec, device: str, **method_kwargs):
     import torch
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"dtype": torch.float32}
+    from core.models.remote_code import refuse_custom_code
+
+    trust = spec.model.trust_remote_code
+    kwargs = {"dtype": torch.float32, "trust_remote_code": trust}
     if device == "cuda":
         kwargs["device_map"] = {"": 0}
     kwargs.update(method_kwargs)
-    return AutoModelForCausalLM.from_pretrained(resolve_model(spec.model.path, convert=True), **kwargs)
+    source = resolve_model(spec.model.path, convert=True)
+    refuse_custom_code(source, trust)
+    return AutoModelForCausalLM.from_pretrained(source, **kwargs)

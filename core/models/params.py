@@ -35,7 +35,7 @@ def count_parameters(spec) -> dict:
     from core.methods import METHODS
 
     method = METHODS[spec.method]
-    config, model = meta_model(spec.model.path)
+    config, model = meta_model(spec.model.path, spec.model.trust_remote_code)
     # PEFT warns about deprecated transformers attributes while wrapping; that is noise here.
     with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore")
@@ -74,11 +74,13 @@ def count_parameters(spec) -> dict:
     }
 
 
-def meta_model(model_path: str):
-    """(config, model) built from the model's config.json on the meta device: shapes, no weights read."""
+def meta_model(model_path: str, trust_remote_code: bool = False):
+    """(config, model) built from the model's config.json on the meta device: shapes, no weights read.
+    A model that needs code from its folder is refused unless `trust_remote_code` (never a terminal prompt)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from core.models.remote_code import refusal
     from core.models.source import ModelSourceError, resolve_model
 
     try:
@@ -86,14 +88,17 @@ def meta_model(model_path: str):
         source = resolve_model(model_path, convert=True)
     except ModelSourceError as err:  # parsing does not look for the model; counting needs its config
         raise ParamCountError(f"model.path: {err}") from None
+    refused = refusal(source, trust_remote_code)
+    if refused:
+        raise ParamCountError(f"model.path: {refused}")
     try:
-        config = AutoConfig.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as err:
         raise ParamCountError(f"cannot read the model's config.json: {err}") from None
     with warnings.catch_warnings(), torch.device("meta"):
         warnings.simplefilter("ignore")
         try:
-            return config, AutoModelForCausalLM.from_config(config)
+            return config, AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
         except ValueError as err:  # e.g. a config for an architecture that is not a causal LM
             raise ParamCountError(f"cannot build this model from its config: {err}") from None
 

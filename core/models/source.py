@@ -111,8 +111,8 @@ def convert_bundled() -> Path:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         gguf = bundled_gguf()
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, trust_remote_code=False)
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, trust_remote_code=False)
         config = loaded.config
         # A GGUF-loaded model refuses save_pretrained, and its config still points at the GGUF
         # file; build a plain model from a cleaned config and copy the weights over.

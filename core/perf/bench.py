@@ -21,7 +21,7 @@ from core.runs.folder import write_atomic
 from core.runtime.device import cpu_has_native_bf16, pick_device, pick_precision
 
 
-def model_shape(model_path: str) -> dict:
+def model_shape(model_path: str, trust_remote_code: bool = False) -> dict:
     """Parameter count, layers and width of the base model, built on the meta device (no weights read).
 
     Building it here also converts the bundled model if it never was, which keeps that one-off
@@ -29,7 +29,7 @@ def model_shape(model_path: str) -> dict:
     """
     from core.models.params import meta_model
 
-    config, model = meta_model(model_path)
+    config, model = meta_model(model_path, trust_remote_code)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     return {
         # parameters() yields tied weights once: SmolLM2's lm_head is its embedding matrix.
@@ -186,7 +186,7 @@ def run_benchmark(spec, workspace: Path, against: str | None = None, repeats: in
         return run_grid(spec, workspace)
     load_before = os.getloadavg()[0]
     peaks = measure_peaks(device, precision, threads)
-    shape = model_shape(spec.model.path)
+    shape = model_shape(spec.model.path, spec.model.trust_remote_code)
     try:
         watched = launch_watched(spec, workspace)
         figures = figures_for(spec, watched, peaks, shape, device, precision, threads, load_before)

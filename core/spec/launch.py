@@ -1,10 +1,13 @@
 """Launch checks: what a parsed job needs from the world at Start, and only there.
 
-The model must be reachable and its folder whole (config, weight headers, tokenizer), every dataset
-must be readable and well-formed and fit the job (the eval split leaves samples on both sides, some
-answer survives the max_length cut), the device must be present and suit the precision, and the
-method's own launch checks must pass (a library backend, the model's config). What does not stop a run
-but deserves a word (no chat template in the model, too little free disk) comes back as notes.
+The model must be reachable, its folder whole (config, weight headers, tokenizer) and loadable without code
+from it (unless the job allows that code), and its chat template must render a conversation in time; every
+dataset must be readable and well-formed and fit the job (the eval split leaves samples on both sides, some
+answer survives the max_length cut); the device must be present and suit the precision; and the method's own
+launch checks must pass (a library backend, the model's config). What does not stop a run but deserves a
+word (no chat template in the model, too little free disk) comes back as notes.
+The web server passes its AccessPolicy: then datasets and registries must lie in the folders it reads, and a
+job may ask for code from its model folder only where the operator allowed that.
 Opening an existing run never calls this: a finished run stays usable when its dataset moved,
 the hub is offline, or the machine has no GPU.
 """
@@ -16,19 +19,27 @@ from core.spec.parse import SpecError
 from core.spec.rules import precision_problem
 from core.spec.schema import JobSpec
 
+# Rendered through the model's chat template at launch: a template that loops is stopped here, with its
+# message, instead of hanging the trainer before its first step. No system turn: some templates refuse one.
+SAMPLE_CONVERSATION = ({"role": "user", "content": "Hello, who are you?"},
+                       {"role": "assistant", "content": "I am a helpful assistant."})
 
-def check_launch(spec: JobSpec) -> list[str]:
+
+def check_launch(spec: JobSpec, policy=None) -> list[str]:
     """Raise SpecError naming every problem by field, or return the notes for a job that can start here
-    (they are added to `spec.notes` too)."""
+    (they are added to `spec.notes` too). `policy` (core.safety.access.AccessPolicy) is the web server's;
+    the CLI passes none and may use any file."""
     from core.methods import METHODS
 
-    model_problems, notes, folder = _model_problems(spec)
-    data_problems, reports = _data_problems(spec)
+    model_problems, notes, folder = _model_problems(spec, policy)
+    if not model_problems:
+        model_problems += _template_problems(spec)
+    data_problems, reports = _data_problems(spec, policy)
     problems = model_problems + data_problems + _device_problems(spec)
     if not data_problems:
         problems += _eval_split_problems(spec, reports)
         if folder is not None and not model_problems:
-            problems += _max_length_problems(spec, folder)
+            problems += _max_length_problems(spec)
     reported = {key for key, _ in problems}
     problems += [p for p in METHODS[spec.method].check_launch(spec) if p[0] not in reported]
     if problems:
@@ -38,32 +49,58 @@ def check_launch(spec: JobSpec) -> list[str]:
     return notes
 
 
-def _model_problems(spec: JobSpec) -> tuple[list[tuple[str, str]], list[str], Path | None]:
+def _model_problems(spec: JobSpec, policy=None) -> tuple[list[tuple[str, str]], list[str], Path | None]:
     """(problems, notes, the local folder or None for a hub id)."""
     from core.models.check import folder_problems
+    from core.models.remote_code import refusal
     from core.models.source import ModelSourceError, resolve_model
 
     try:
-        resolved = Path(resolve_model(spec.model.path))
+        source = resolve_model(spec.model.path)
     except ModelSourceError as err:
         return [("model.path", str(err))], [], None
-    if not resolved.is_dir():
-        return [], [], None  # a hub id, or the bundled model before its first conversion
-    problems, notes = folder_problems(resolved)
-    return [("model.path", p) for p in problems], [f"model.path: {n}" for n in notes], resolved
+    not_here = policy.remote_code_refusal(spec.model.trust_remote_code) if policy is not None else None
+    if not_here:
+        return [("model.trust_remote_code", not_here)], [], None
+    folder = Path(source) if Path(source).is_dir() else None  # None: a hub id, or the bundled model unconverted
+    problems, notes = folder_problems(folder) if folder is not None else ([], [])
+    if problems:
+        return [("model.path", p) for p in problems], [], folder
+    refused = refusal(source, spec.model.trust_remote_code)  # before anything loads: never a "[y/N]" prompt
+    return ([("model.path", refused)] if refused else []), [f"model.path: {n}" for n in notes], folder
 
 
-def _data_problems(spec: JobSpec):
+def _template_problems(spec: JobSpec) -> list[tuple[str, str]]:
+    """Render a short conversation through the model's chat template, within the render time limit."""
+    from core.data.template_limit import TemplateTimeout, render_chat
+    from core.models.loading import load_tokenizer
+
+    try:
+        tokenizer = load_tokenizer(spec.model.path, spec.model.trust_remote_code)
+    except Exception as err:  # transformers raises many types for a broken tokenizer; all mean "cannot train"
+        return [("model.path", f"the model's tokenizer cannot be loaded: {type(err).__name__}: {str(err)[:500]}")]
+    try:
+        render_chat(tokenizer, list(SAMPLE_CONVERSATION), tokenize=False)
+        render_chat(tokenizer, list(SAMPLE_CONVERSATION[:1]), tokenize=False, add_generation_prompt=True)
+    except TemplateTimeout as err:
+        return [("model.path", str(err))]
+    except Exception as err:  # a Jinja error or the template's own raise_exception
+        return [("model.path", f"the model's chat template fails on a plain user/assistant conversation: "
+                               f"{type(err).__name__}: {str(err)[:500]}")]
+    return []
+
+
+def _data_problems(spec: JobSpec, policy=None):
     """Read every dataset now, so bad data is refused before a run folder exists, naming each bad line."""
     from core.data.registry import DatasetError, read_registry
     from core.data.source import check_datasets
 
     if spec.data.registry:
         try:
-            read_registry(spec.data.registry)
+            read_registry(spec.data.registry, policy)
         except DatasetError as err:  # every name would fail for this one reason: say it once, at its field
             return [("data.registry", str(err))], []
-    reports = check_datasets(spec.data.dataset, spec.data.registry)
+    reports = check_datasets(spec.data.dataset, spec.data.registry, policy=policy)
     return [("data.dataset", "\n".join(r.lines())) for r in reports if not r.usable], reports
 
 
@@ -74,18 +111,15 @@ def _eval_split_problems(spec: JobSpec, reports) -> list[tuple[str, str]]:
     return [("data.eval_split", problem)] if problem else []
 
 
-def _max_length_problems(spec: JobSpec, folder: Path) -> list[tuple[str, str]]:
+def _max_length_problems(spec: JobSpec) -> list[tuple[str, str]]:
     """Encode samples with the model's tokenizer until one keeps an answer token within max_length."""
-    from core.data.encode import ensure_chat_template
     from core.data.fit import dataset_samples, max_length_problems
+    from core.models.loading import load_tokenizer
 
     try:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        tokenizer = load_tokenizer(spec.model.path, spec.model.trust_remote_code)
     except Exception as err:  # transformers raises many kinds for a broken tokenizer file
-        return [("model.path", f"the tokenizer in {folder} cannot be loaded: {type(err).__name__}: {str(err)[:300]}")]
-    ensure_chat_template(tokenizer)
+        return [("model.path", f"the model's tokenizer cannot be loaded: {type(err).__name__}: {str(err)[:300]}")]
     return max_length_problems(dataset_samples(spec), tokenizer, spec.data.max_length, spec.data.train_on_prompt)
 
 

@@ -40,6 +40,13 @@ class ModelSection:
         "or a hub id (needs a network the first time).",
         kind="model",
     )
+    trust_remote_code: bool = opt(
+        False,
+        "Run Python code shipped in the model folder, for models whose config.json names code of their own "
+        "(auto_map) that transformers does not include. WARNING: that code runs with your rights, like any "
+        "program you install; turn this on only for a model whose code you have read or whose publisher you "
+        "trust. Off, such a model is refused before launch.",
+    )
 
 
 @dataclass

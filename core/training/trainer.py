@@ -162,7 +162,7 @@ def train(run: RunFolder) -> str:
     device, precision = pick_runtime(spec)
     print(f"[workbench] method={spec.method} device={device} precision={precision} threads={torch.get_num_threads()}", flush=True)
 
-    tokenizer = load_tokenizer(spec.model.path)
+    tokenizer = load_tokenizer(spec.model.path, spec.model.trust_remote_code)
     dataset, eval_dataset = build_datasets(spec, tokenizer)
     print(f"[workbench] {len(dataset)} training samples, {len(eval_dataset or [])} eval samples", flush=True)
     t = spec.train

@@ -2,10 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,29 +13,14 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path):
     """Start `python app.py serve` in its own process; yields (url, workspace)."""
-    port, workspace = _free_port(), tmp_path / "ws"
-    with open(tmp_path / "server.log", "wb") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen([sys.executable, "app.py", "serve", "--port", str(port), "--workspace", str(workspace)],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError((tmp_path / "server.log").read_text()) from None
-            time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}", workspace
+    from tests.helpers import start_server
+
+    workspace = tmp_path / "ws"
+    proc, url = start_server(workspace, tmp_path / "server.log", timeout_s=90)
+    yield url, workspace
     proc.terminate()
     proc.wait(timeout=20)
     # Trainers run detached on purpose; a test must not leave one behind.

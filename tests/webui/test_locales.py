@@ -51,7 +51,7 @@ def test_every_message_key_the_code_uses_exists():
     used |= set(re.findall(r'(?<![\w\])])\["([a-z_]+(?:\.[a-z_]+)*)"(?:\]|, \{)', source))
     used |= {f"state.{s}" for s in (*ACTIVE_STATES, *FINAL_STATES)}
     used |= {f"export.state.{s}" for s in ("queued", "running", "completed", "failed", "cancelled")}
-    used |= {f"data.warn.{code}" for code in ("cut", "nothing_trained", "stop_not_trained")}
+    used |= {f"data.warn.{code}" for code in ("cut", "nothing_trained", "stop_not_trained", "long")}
     used |= {f"export.stage.{key}" for key in (*STAGES, "queued")}
     assert len(used) > 40 and sorted(k for k in used if k not in LOCALES["en"]["ui"]) == []
 
