@@ -19,8 +19,13 @@ def load_base_model(spec, device: str, **method_kwargs):
     import torch
     from transformers import AutoModelForCausalLM
 
+    from core.runtime.distributed import local_rank
+    from core.runtime.layout import sharded
+
     kwargs = {"dtype": torch.float32}
-    if device == "cuda":
-        kwargs["device_map"] = {"": 0}
+    if device == "cuda" and not sharded(spec):
+        # The whole model on this process's GPU: its local rank among the node's processes (0 for one process).
+        # FSDP and ZeRO-3 place the weights themselves.
+        kwargs["device_map"] = {"": local_rank()}
     kwargs.update(method_kwargs)
     return AutoModelForCausalLM.from_pretrained(resolve_model(spec.model.path, convert=True), **kwargs)

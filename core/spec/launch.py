@@ -1,7 +1,8 @@
 """Launch checks: what a parsed job needs from the world at Start, and only there.
 
-The model must be reachable, every dataset must be readable and well-formed, the device must be
-present, and the method's own launch checks must pass (a library backend, the model's config).
+The model must be reachable, every dataset must be readable and well-formed, the devices must be
+present (enough of them for the processes, and of the kind the strategy needs), and the method's own
+launch checks must pass (a library backend, the model's config).
 Opening an existing run never calls this: a finished run stays usable when its dataset moved,
 the hub is offline, or the machine has no GPU.
 """
@@ -47,10 +48,7 @@ def _data_problems(spec: JobSpec) -> list[tuple[str, str]]:
 
 
 def _device_problems(spec: JobSpec) -> list[tuple[str, str]]:
-    if spec.runtime.device != "cuda":
-        return []
-    import torch
+    """The devices, processes and strategy the job asks for, against what this machine has."""
+    from core.runtime.layout import launch_problems
 
-    if torch.cuda.is_available():
-        return []
-    return [("runtime.device", "cuda was asked for but no CUDA GPU is visible; use auto or cpu")]
+    return launch_problems(spec)
