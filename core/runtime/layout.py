@@ -85,7 +85,7 @@ def launch_problems(spec, *, cuda_count: int | None = None, cores: int | None = 
     ids = gpu_ids(r.device)
     if device == "cuda":
         if not cuda_count:
-            return [("runtime.device", f"{r.device} asks for a CUDA GPU but none is visible here; use auto or cpu")]
+            return [("runtime.device", f"{r.device} asks for a CUDA GPU, and no CUDA GPU is visible here; use auto or cpu")]
         missing = [i for i in ids or [] if i >= cuda_count]
         if missing:
             problems.append(("runtime.device", f"GPU {missing[0]} does not exist here: this machine has {cuda_count} "
