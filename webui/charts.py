@@ -83,6 +83,8 @@ def gpu_figure(records: list[dict], titles: dict[str, str]) -> go.Figure:
     for col, (key, _) in enumerate(GPU_PANELS, start=1):
         for gpu in gpus:
             points = [(r["step"], r[key][gpu]) for r in records if gpu in (r.get(key) or {})]
+            if not points:  # e.g. a board that reports no power: no empty line in that panel
+                continue
             fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers",
                                      name=f"GPU {gpu}", legendgroup=gpu, showlegend=col == 1, marker={"size": 4}),
                           row=1, col=col)

@@ -86,3 +86,12 @@ def test_ddp_on_nccl(workspace, tiny_model_dir):
     for rank in (0, 1):
         assert re.search(rf"\[rank{rank}\]:\[workbench\] rank {rank} of 2 trained on 8 rows", log), log[-3000:]
     assert log.count("adapter saved to") == 1
+
+
+def test_gpu_telemetry_in_metrics(workspace, tiny_model_dir):
+    """Every logged record of a CUDA run carries the GPU's memory in use and utilisation (power where the
+    board reports it), keyed by the GPU's id."""
+    run, _ = trained(workspace, tiny_model_dir, runtime={"device": "0"}, train={"logging_steps": 1})
+    records = [r for r in run.read_metrics()[0] if "loss" in r]
+    assert records and all(set(r["gpu_memory_mb"]) == {"0"} and r["gpu_memory_mb"]["0"] > 0 for r in records)
+    assert all(0 <= r["gpu_utilization"]["0"] <= 100 for r in records)
