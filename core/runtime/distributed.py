@@ -96,19 +96,34 @@ def record_failure(err: BaseException) -> None:
 
 
 class RowCounter:
-    """A data collator wrapper that counts the rows and tokens this rank trained on, so each rank's log can
-    show its share of the data (the Trainer reports only totals gathered over all ranks)."""
+    """Counts the rows and tokens this rank trained on, so each rank's log can show its share of the data (the
+    Trainer reports only totals gathered over all ranks). It counts the training forwards of the model, not
+    the batches the data loader hands out: accelerate's loader reads one batch ahead, which a stopped run
+    never trains on."""
 
-    def __init__(self, collate):
-        self.collate = collate
+    def __init__(self):
         self.rows = self.batches = self.tokens = 0
 
-    def __call__(self, features):
-        batch = self.collate(features)
-        self.rows += len(features)
+    @classmethod
+    def attach(cls, model) -> RowCounter:
+        counter = cls()
+        model.register_forward_pre_hook(counter._count, with_kwargs=True)
+        return counter
+
+    def _count(self, module, args, kwargs):
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if not module.training or ids is None:
+            return None  # evaluation forwards are not training
+        mask = kwargs.get("attention_mask")
+        self.rows += ids.shape[0] if mask is not None or "position_ids" not in kwargs else self._samples(kwargs)
         self.batches += 1
-        self.tokens += sum(len(f["input_ids"]) for f in features)
-        return batch
+        self.tokens += int(mask.sum()) if mask is not None else ids.numel()
+        return None
+
+    @staticmethod
+    def _samples(kwargs) -> int:
+        """Rows laid end to end in one padding-free row: each sample's positions restart at 0."""
+        return int((kwargs["position_ids"] == 0).sum())
 
     def line(self) -> str:
         return (f"[workbench] rank {rank()} of {world_size()} trained on {self.rows} rows "

@@ -190,7 +190,7 @@ def train(run: RunFolder) -> str:
         trainer.add_callback(cb)
     rows = None
     if distributed.in_group():  # each rank's log shows its share of the data
-        rows = trainer.data_collator = distributed.RowCounter(trainer.data_collator)
+        rows = distributed.RowCounter.attach(trainer.model)
     trainer.model.print_trainable_parameters()
     trainer.train()
     if rows is not None:

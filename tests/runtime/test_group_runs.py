@@ -66,3 +66,21 @@ def test_a_killed_rank_fails_the_run_naming_it_and_leaves_no_process(tiny_model_
     assert message.startswith(f"rank 1 (node 0, pid {pids[1]}) was ended by signal SIGKILL"), message
     assert status["step"] < 400
     wait_until(lambda: not any(pid_alive(p) for p in (launcher, *pids.values())), 10, "the group's processes to end")
+
+
+def test_stop_stops_every_rank_at_the_same_step_and_saves(tiny_model_dir, workspace):
+    spec = tiny_spec(tiny_model_dir, runtime={"processes": 2, "strategy": "ddp", "device": "cpu"},
+                     train={"batch_size": 2, "max_steps": 400})
+    run = runner.start(spec, workspace)
+    wait_for_step(run, 2, timeout_s=240)
+    pids = wait_until(lambda: (lambda p: p if len(p) == 2 else None)(rank_pids(run)), 30, "both ranks' pids")
+    runner.stop(run)
+    status = wait_for_end(run, timeout_s=120)
+    assert status["state"] == "stopped", run.log_tail(3000)
+    assert 2 <= status["step"] < 400
+    log = run.log_file.read_text()
+    # One stop request reaches both ranks, which end at the same step (neither waits on the other)
+    shares = {int(r): int(n) for r, n in re.findall(r"\[workbench\] rank (\d) of 2 trained on (\d+) rows", log)}
+    assert shares[0] == shares[1] == 2 * status["step"], (shares, status)
+    assert (run.adapter_dir / "adapter_model.safetensors").is_file()
+    wait_until(lambda: not any(pid_alive(p) for p in (status["pid"], *pids.values())), 10, "the group's processes to end")
