@@ -38,7 +38,7 @@ from core.runtime.nodes import node_commands
 from core.spec import SpecError, check_launch, spec_from_dict
 from core.spec.schema import fixed_sections, spec_fields
 from core.training.trainer import build_datasets, pick_runtime, planned_steps, training_args
-from tests.helpers import tiny_job, wait_for_end
+from tests.helpers import free_port, tiny_job, wait_for_end
 
 LR = 1e-2
 TRAINER_ARGS = SimpleNamespace(learning_rate=LR, weight_decay=0.0, adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8)
@@ -617,14 +617,6 @@ def runtime_main_address(job: Job, address):
 def runtime_main_port(job: Job, port):
     assert group_config(job, main_port=port, nodes=2, strategy="ddp")["main_process_port"] == port
     assert group_config(job, main_port=port, processes=2, strategy="ddp")["main_process_port"] == 0  # one machine: any free port
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def runtime_threads(job: Job, threads):

@@ -5,19 +5,12 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import time
 
 from core.runs import runner
 from core.runs.folder import RunFolder
 from core.runs.job_folder import pid_alive
-from tests.helpers import kill_leftover_trainers, tiny_spec, wait_for_end, wait_for_step, wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.helpers import free_port, kill_leftover_trainers, tiny_spec, wait_for_end, wait_for_step, wait_until
 
 
 def rank_pids(run: RunFolder) -> dict[int, int]:
