@@ -53,11 +53,31 @@ def use_workspace(path: Path | None) -> Path:
     return workspace
 
 
+def print_node_commands(spec, file) -> None:
+    from core.runtime.nodes import node_commands
+
+    for rank, command in enumerate(node_commands(spec), start=1):
+        print(f"# on node {rank} of {spec.runtime.nodes}, in the project folder there:\n{command}\n", file=file)
+    if spec.runtime.main_address in ("127.0.0.1", "localhost", "::1"):
+        print(f"# runtime.main_address is {spec.runtime.main_address}: only nodes on this same machine reach it; "
+              "give the address the other machines know this one by", file=file)
+
+
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
     from core.runs import runner
 
+    if args.print_node_command:
+        spec = _load_job(args)  # the commands need the job, not this machine's model, data or devices
+        if spec is None:
+            return 2
+        if spec.runtime.nodes < 2:
+            print("error: runtime.nodes is 1, so there are no other nodes; e.g. --set runtime.nodes=2 "
+                  "--set runtime.strategy=ddp --set runtime.main_address=ADDRESS", file=sys.stderr)
+            return 2
+        print_node_commands(spec, sys.stdout)
+        return 0
     spec = _load_job(args, launch=True)
     if spec is None:
         return 2
@@ -70,6 +90,9 @@ def cmd_train(args) -> int:
     except runner.LaunchError as err:  # the run folder says failed, with this reason
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if spec.runtime.nodes > 1 and spec.runtime.node_rank == 0:
+        print(f"main node of {spec.runtime.nodes}: the same command with --print-node-command prints what to run "
+              "on the others", file=sys.stderr)
     bar = tqdm(total=0, unit="step", desc=run.run_id, file=sys.stderr, mininterval=1.0)
 
     def tick(status):
@@ -258,6 +281,33 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_k8s(args) -> int:
+    from core.deploy.k8s import ManifestError, manifest_text, manifests
+    from core.runs.folder import write_atomic
+
+    spec = _load_job(args)  # the cluster's machines are checked there, at start, not here
+    if spec is None:
+        return 2
+    name = args.name or Path(args.job).stem
+    try:
+        documents = manifests(spec, nodes=args.nodes, gpus_per_node=args.gpus_per_node, image=args.image, name=name,
+                              pvc=args.pvc, namespace=args.namespace, workdir=args.workdir)
+    except ManifestError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:  # SpecError: the job's rules refuse the cluster layout (e.g. QLoRA under fsdp)
+        print(f"error: the job cannot run as {args.nodes} node(s) x {args.gpus_per_node} GPU(s):\n{err}", file=sys.stderr)
+        return 2
+    out = Path(args.out or f"{documents[1]['metadata']['name']}-pytorchjob.yaml")
+    write_atomic(out, manifest_text(documents))
+    print(f"apply with: kubectl apply -f {out}", file=sys.stderr)
+    if not args.pvc:
+        print("note: without --pvc the run folder (adapter, metrics, log) is lost when the master pod is deleted",
+              file=sys.stderr)
+    print(out)
+    return 0
+
+
 def _server_args(parser: argparse.ArgumentParser, suppress: bool) -> None:
     """The serve options, on the bare command and on `serve`. Below `serve` their default is "not given",
     so they do not undo the same option given before the command."""
@@ -300,7 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", parents=[server, workspace], help="serve the web UI (the default)")
     passwd = sub.add_parser("passwd", help="print a login-file line (user:password hash) for serve --auth-file")
     passwd.add_argument("user", help="the user name; the password is asked for (or read from stdin)")
-    _job_args(sub.add_parser("train", parents=[workspace], help="train a job in the foreground"))
+    train = sub.add_parser("train", parents=[workspace], help="train a job in the foreground")
+    _job_args(train)
+    train.add_argument("--print-node-command", action="store_true",
+                       help="print the commands that start this job on its other nodes (runtime.nodes > 1), "
+                            "and train nothing")
     bench = sub.add_parser("bench", parents=[workspace], help="measure throughput, memory and MFU for a job")
     _job_args(bench)
     bench.add_argument("--against", choices=["llamafactory"], default=None,
@@ -314,6 +368,18 @@ def build_parser() -> argparse.ArgumentParser:
     check = data.add_parser("check", parents=[workspace], help="validate a dataset and list every problem with its line")
     check.add_argument("dataset", help="a file path, a registry name, or several separated by commas")
     check.add_argument("--registry", default="", help="dataset_info.json to resolve names (default: the bundled one)")
+    k8s = sub.add_parser("k8s", parents=[workspace],
+                         help="write a Kubeflow PyTorchJob manifest (and a ConfigMap with the job) that trains it on a cluster")
+    _job_args(k8s)
+    k8s.add_argument("--nodes", type=int, required=True, help="pods, one per machine (node)")
+    k8s.add_argument("--gpus-per-node", type=int, required=True, help="GPUs each pod asks for; one process per GPU")
+    k8s.add_argument("--image", required=True, help="container image holding the workbench and its Python packages")
+    k8s.add_argument("--pvc", default=None, help="PersistentVolumeClaim mounted as the master's workspace, where "
+                                                 "the run folder lands (default: none; the run is lost with the pod)")
+    k8s.add_argument("--name", default=None, help="name of the PyTorchJob (default: the job file's name)")
+    k8s.add_argument("--namespace", default=None, help="namespace of both resources (default: kubectl's)")
+    k8s.add_argument("--workdir", default="/workbench", help="the project folder inside the image (default /workbench)")
+    k8s.add_argument("--out", default=None, help="manifest file to write (default: NAME-pytorchjob.yaml here)")
     export = sub.add_parser("export", parents=[workspace],
                             help="merge a run's adapter into its base and write a model folder")
     add_option_flags(export, ExportOptions, positional=EXPORT_POSITIONAL)
@@ -328,5 +394,5 @@ def main(argv: list[str]) -> int:
     if command == "passwd":  # touches no workspace
         return cmd_passwd(args)
     handlers = {"serve": cmd_serve, "train": cmd_train, "bench": cmd_bench, "params": cmd_params,
-                "data": cmd_data, "export": cmd_export}
+                "data": cmd_data, "export": cmd_export, "k8s": cmd_k8s}
     return handlers[command](args)

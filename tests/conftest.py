@@ -18,6 +18,21 @@ import pytest  # noqa: E402
 from tests.helpers import METHOD_MATRIX, kill_leftover_trainers, tiny_spec, train_spec  # noqa: E402
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` run where a CUDA GPU is visible; elsewhere they are skipped with the reason, so
+    `pytest -rs` lists what did not run here."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU; none is visible on this machine")
+    for item in gpu_tests:
+        item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A 2-layer, 64-wide Llama with the bundled tokenizer, so training takes seconds on a CPU.

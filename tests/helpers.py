@@ -77,6 +77,15 @@ def wait_for_step(run, step: int, timeout_s: float = 120) -> dict:
     return wait_until(reached, timeout_s, f"step {step}")
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on now (the main node's port of a group run)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def dead_pid() -> int:
     """A pid that names no process: a child that ran, ended and was reaped."""
     import subprocess
@@ -150,14 +159,6 @@ def fill_disk(folder) -> None:
                 pass
         except OSError:
             pass
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(workspace, log_file, *args, env: dict | None = None, timeout_s: float = 120):

@@ -62,3 +62,32 @@ def ranks_figure(records: list[dict], title: str, step_label: str = "step", rank
     fig.update_xaxes(title_text=step_label)
     fig.update_yaxes(autorange="reversed", tickfont={"size": 9})
     return fig
+
+
+# (metrics.jsonl map of GPU id -> value, subplot title key); see core/runtime/telemetry.py
+GPU_PANELS = [
+    ("gpu_memory_mb", "chart.gpu_memory_mb"),
+    ("gpu_utilization", "chart.gpu_utilization"),
+    ("gpu_power_w", "chart.gpu_power_w"),
+]
+
+
+def has_gpu_metrics(records: list[dict]) -> bool:
+    return any(r.get(key) for r in records for key, _ in GPU_PANELS)
+
+
+def gpu_figure(records: list[dict], titles: dict[str, str]) -> go.Figure:
+    """Per-GPU memory used, utilisation and power over the run: one panel each, one line per GPU."""
+    fig = make_subplots(rows=1, cols=3, subplot_titles=[titles[t] for _, t in GPU_PANELS])
+    gpus = sorted({gpu for r in records for key, _ in GPU_PANELS for gpu in (r.get(key) or {})}, key=int)
+    for col, (key, _) in enumerate(GPU_PANELS, start=1):
+        for gpu in gpus:
+            points = [(r["step"], r[key][gpu]) for r in records if gpu in (r.get(key) or {})]
+            if not points:  # e.g. a board that reports no power: no empty line in that panel
+                continue
+            fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers",
+                                     name=f"GPU {gpu}", legendgroup=gpu, showlegend=col == 1, marker={"size": 4}),
+                          row=1, col=col)
+    fig.update_layout(height=300, margin={"l": 40, "r": 20, "t": 40, "b": 30}, uirevision="keep")
+    fig.update_xaxes(title_text=titles.get("chart.step", "step"), title_standoff=2)
+    return fig

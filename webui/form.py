@@ -113,12 +113,15 @@ class JobForm(FieldForm):
         super().__init__(lang, choices_for)
         self.section_boxes: dict[str, gr.Accordion] = {}
 
-    def render_section(self, section: str, open: bool = True, defaults: JobSpec | None = None):
-        """Draw one spec section's fields inside an accordion (its title comes from the locale, by id)."""
+    def render_section(self, section: str, open: bool = True, defaults: JobSpec | None = None, after=None):
+        """Draw one spec section's fields inside an accordion (its title comes from the locale, by id);
+        `after()`, when given, draws more inside it, below the fields."""
         defaults = defaults or JobSpec()
         with gr.Accordion(open=open, **i18n.props(f"section-{section}", self.lang)) as box:
             with gr.Row(equal_height=False):
                 self.render(section, section_types()[section], defaults.sections[section])
+            if after is not None:
+                after()
         self.section_boxes[section] = box
         return box
 

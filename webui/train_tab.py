@@ -19,10 +19,12 @@ from core.paths import PRESETS_DIR
 from core.runs import runner
 from core.runs.folder import ACTIVE_STATES, RunFolder, active_run
 from core.runs.views import RunWatch
+from core.runtime.hardware import cpu_cores, gpus
+from core.runtime.nodes import node_commands
 from core.safety.access import AccessPolicy
 from core.spec import BUNDLED_MODEL, JobSpec, SpecError, check_launch, load_spec, spec_from_dict
 from webui import i18n
-from webui.charts import PANELS, has_ranks, ranks_figure, training_figure
+from webui.charts import GPU_PANELS, PANELS, gpu_figure, has_gpu_metrics, has_ranks, ranks_figure, training_figure
 from webui.form import JobForm
 from webui.language import PageLanguage
 
@@ -36,8 +38,34 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
+def device_choices(found) -> list[tuple[str, str]]:
+    """runtime.device suggestions from what this machine has: auto and cpu; with GPUs also cuda (all of them),
+    each GPU by its id, labelled with its name and memory, and, with several, all their ids as a list."""
+    choices = [("auto", "auto"), ("cpu", "cpu")]
+    if found:
+        choices.append(("cuda", "cuda"))
+        choices += [(f"{g.index}: {g.name}, {g.memory_mb / 1024:.0f} GB", str(g.index)) for g in found]
+        if len(found) > 1:
+            ids = ",".join(str(g.index) for g in found)
+            choices.append((ids, ids))
+    return choices
+
+
+def machine_text(cores: int, found, lang: str) -> str:
+    """What this machine has to train on, in one line under the runtime fields."""
+    listed = "; ".join(i18n.text("machine.gpu", lang, index=g.index, name=g.name, memory=f"{g.memory_mb / 1024:.0f}")
+                       for g in found)
+    return i18n.text("machine.line", lang, cores=cores, gpus=listed or i18n.text("machine.no_gpu", lang))
+
+
+def node_command_text(commands: list[str]) -> str:
+    return "\n\n".join(f"# node {rank}\n{command}" for rank, command in enumerate(commands, start=1))
+
+
 def choices_for(kind: str | None):
     """Suggestions for free-text fields; the user may still type anything."""
+    if kind == "device":
+        return device_choices(gpus())
     if kind == "model":
         return [BUNDLED_MODEL]
     if kind == "dataset":
@@ -137,7 +165,7 @@ def too_big_message(spec) -> list:
 
 
 def chart_titles(lang: str) -> dict[str, str]:
-    keys = [t for _, t in PANELS] + ["chart.eval_loss", "chart.step"]
+    keys = [t for _, t in PANELS + GPU_PANELS] + ["chart.eval_loss", "chart.step"]
     return {k: i18n.text(k, lang) for k in keys}
 
 
@@ -148,6 +176,14 @@ def ranks_update(records: list[dict], lang: str):
     figure = ranks_figure(records, i18n.text("chart.ranks", lang), i18n.text("chart.step", lang),
                           i18n.text("chart.rank", lang))
     return gr.update(value=figure, visible=True)
+
+
+def gpu_update(records: list[dict], lang: str):
+    """Per-GPU memory, utilisation and power when the run's records carry them (runs on NVIDIA GPUs); hidden
+    otherwise."""
+    if not has_gpu_metrics(records):
+        return gr.update(value=None, visible=False)
+    return gr.update(value=gpu_figure(records, chart_titles(lang)), visible=True)
 
 
 def spec_problems(err: SpecError) -> list:
@@ -170,9 +206,21 @@ def build_train_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -
     explainer = gr.Markdown(i18n.explainer(defaults.method, METHODS[defaults.method].EXPLAINER, lang),
                             elem_id="method-explainer")
     param_count = gr.Markdown(i18n.text("param_count.counting", lang), elem_id="param-count")
+    cores, found = cpu_cores(), gpus()  # the machine does not change while the page is served
+    extras = {}
+
+    def runtime_extras():
+        """Below the runtime fields: what this machine has, and the other nodes' commands (several nodes)."""
+        extras["machine"] = gr.Markdown(machine_text(cores, found, lang), elem_id="train-machine")
+        extras["node_button"] = gr.Button(visible=defaults.runtime.nodes > 1, size="sm",
+                                          **i18n.props("node-command-button", lang))
+        extras["node_code"] = gr.Code(language="shell", interactive=False, visible=False,
+                                      **i18n.props("node-command", lang))
+
     sections = form_sections()
     for section in sections:
-        box = form.render_section(section.name, open=section.opened, defaults=defaults)
+        box = form.render_section(section.name, open=section.opened, defaults=defaults,
+                                  after=runtime_extras if section.name == "runtime" else None)
         box.visible = shown_for(defaults.method, section)
     method_owned = [s for s in sections if s.method_owned]
 
@@ -183,6 +231,7 @@ def build_train_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -
     progress = gr.HTML(progress_html(None, None, [], lang), elem_id="train-progress-box")
     charts = gr.Plot(training_figure([], chart_titles(lang)), **i18n.props("train-charts", lang))
     ranks = gr.Plot(None, visible=False, **i18n.props("train-ranks", lang))
+    gpu_charts = gr.Plot(None, visible=False, **i18n.props("train-gpu-charts", lang))
     log = gr.Textbox(lines=LOG_LINES, max_lines=LOG_LINES, interactive=False, **i18n.props("train-log", lang))
 
     # --- handlers -------------------------------------------------------------------
@@ -229,6 +278,18 @@ def build_train_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -
         return (RunWatch.of(run), [*warning, ["started", {"run": run.run_id}], *notes],
                 progress_html(run, run.status(), [], lang_now))
 
+    def on_nodes(nodes):
+        several = bool(nodes) and nodes > 1
+        return gr.update(visible=several), gr.update(visible=False) if not several else gr.skip()
+
+    def on_node_commands(lang_now, method_name, *values):
+        """The commands for the other nodes, with the job as the form holds it now."""
+        try:
+            spec = spec_from_dict(form.to_dict(method_name, list(values)))
+        except SpecError as err:
+            return gr.skip(), spec_problems(err)
+        return gr.update(value=node_command_text(node_commands(spec)), visible=True), []
+
     def on_stop():
         run = active_run(workspace)
         if run is None:
@@ -237,21 +298,22 @@ def build_train_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -
         return [["stopping", {"run": run.run_id}]]
 
     def draw(current: RunWatch, status: dict | None, lang_now: str, redraw: bool = True) -> list:
-        """progress, charts, log, ranks for what the watch has read."""
+        """progress, charts, log, ranks, GPU charts for what the watch has read."""
         run = current.folder
         figure = training_figure(current.records, chart_titles(lang_now)) if redraw else gr.skip()
         rank_map = ranks_update(current.records, lang_now) if redraw else gr.skip()
+        gpu_map = gpu_update(current.records, lang_now) if redraw else gr.skip()
         tail = "\n".join(run.log_tail().splitlines()[-LOG_LINES:]) if run else ""  # the newest lines, whole
-        return [progress_html(run, status, current.records, lang_now), figure, tail, rank_map]
+        return [progress_html(run, status, current.records, lang_now), figure, tail, rank_map, gpu_map]
 
     def on_tick(current, lang_now):
         """Read what the run folder gained since the last tick; redraw only what changed."""
         current = current.follow(workspace)
         if current.run is None:
-            return current, *[gr.skip()] * 4, gr.skip()
+            return current, *[gr.skip()] * 5, gr.skip()
         look = current.look()
         if not look.moved and look.status["state"] not in ACTIVE_STATES:
-            return look.watch, *[gr.skip()] * 4, gr.skip()
+            return look.watch, *[gr.skip()] * 5, gr.skip()
         ended = str(look.watch.run) if look.ended else gr.skip()
         return look.watch, *draw(look.watch, look.status, lang_now, redraw=bool(look.new) or not look.watch.records), ended
 
@@ -277,14 +339,19 @@ def build_train_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -
     preset.change(on_preset, [preset], [method, *form.inputs, message], api_name="train_preset")
     start.click(on_start, [watch, page.language, method, *form.inputs], [watch, message, progress], api_name="train_start")
     stop.click(on_stop, None, [message])
+    form.components["runtime.nodes"].change(on_nodes, [form.components["runtime.nodes"]],
+                                            [extras["node_button"], extras["node_code"]], show_progress="hidden")
+    extras["node_button"].click(on_node_commands, [page.language, method, *form.inputs], [extras["node_code"], message])
     count_inputs = [page.language, method, *(form.components[k] for k in count_keys)]
     # always_last: typing a rank fires a change per keystroke; only the newest value is worth counting.
     gr.on([method.change, page.language.change, *(form.components[k].change for k in count_keys)], on_count,
           count_inputs, [param_count], trigger_mode="always_last", concurrency_limit=1, show_progress="hidden")
     timer = gr.Timer(1.0)
-    timer.tick(on_tick, [watch, page.language], [watch, progress, charts, log, ranks, run_ended], show_progress="hidden")
-    page.also(on_switch, [watch, method], [explainer, progress, charts, log, ranks])
+    timer.tick(on_tick, [watch, page.language], [watch, progress, charts, log, ranks, gpu_charts, run_ended],
+               show_progress="hidden")
+    page.also(on_switch, [watch, method], [explainer, progress, charts, log, ranks, gpu_charts])
+    page.also(lambda lang_now: [machine_text(cores, found, lang_now)], [], [extras["machine"]])
 
     return {"form": form, "run_ended": run_ended,
-            "load": (on_load, [page.language], [watch, progress, charts, log, ranks, method, *form.inputs]),
+            "load": (on_load, [page.language], [watch, progress, charts, log, ranks, gpu_charts, method, *form.inputs]),
             "count": (on_count, count_inputs, [param_count])}

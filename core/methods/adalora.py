@@ -97,6 +97,12 @@ def check(spec) -> list[tuple[str, str]]:
     if steps and p.tinit + p.tfinal >= steps:
         field = "adalora.tfinal" if p.tfinal else "adalora.tinit"  # the one that was set
         problems.append((field, _no_room(p, steps) + " (train.max_steps)"))
+    from core.runtime.layout import splits_optimiser
+
+    if splits_optimiser(spec):
+        problems.append(("runtime.strategy", f"AdaLoRA's rank allocator reads whole adapter matrices and their "
+                                             f"gradients at every step; {spec.runtime.strategy} splits them among the "
+                                             "processes. Use single or ddp"))
     return problems
 
 

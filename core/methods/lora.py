@@ -90,6 +90,27 @@ def check(spec) -> list[tuple[str, str]]:
     if p.fa and p.plus_ratio:
         problems.append(("lora.plus_ratio", "LoRA+ sets B's learning rate relative to A's, but with lora.fa A does not train; "
                                             "set lora.plus_ratio to 0 and raise the learning rate instead"))
+    return problems + strategy_problems(spec)
+
+
+def strategy_problems(spec) -> list[tuple[str, str]]:
+    """Options of this section that FSDP and DeepSpeed cannot take. Both hand the optimiser flattened shards of
+    the weights, while LoRA+ and LoRA-FA build optimisers that need whole A and B matrices; and PiSSA's
+    conversion at save time needs the whole adapter and its starting point in one process."""
+    from core.runtime.layout import sharded, splits_optimiser
+
+    p, strategy = spec.lora, spec.runtime.strategy
+    problems = []
+    if splits_optimiser(spec) and p.fa:
+        problems.append(("lora.fa", f"LoRA-FA's optimiser needs whole A and B matrices; runtime.strategy {strategy} "
+                                    "splits them. Turn lora.fa off, or use ddp"))
+    if splits_optimiser(spec) and p.plus_ratio:
+        problems.append(("lora.plus_ratio", f"LoRA+ builds its own optimiser over whole matrices; runtime.strategy "
+                                            f"{strategy} splits them. Set it to 0, or use ddp"))
+    if sharded(spec) and uses_pissa(spec):
+        problems.append(("lora.init", f"PiSSA's adapter is converted at save time from the whole adapter and its "
+                                      f"starting point; runtime.strategy {strategy} splits them. Use default or gaussian, "
+                                      "or ddp"))
     return problems
 
 

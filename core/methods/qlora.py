@@ -50,6 +50,13 @@ class QuantParams:
         "emulated and very slow).",
         choices=["auto", "fp32", "bf16", "fp16"],
     )
+    storage_dtype: str = opt(
+        "uint8",
+        "How the packed 4-bit weights are stored. uint8 is bitsandbytes' own packing (one process, or ddp). "
+        "fsdp and deepspeed3 split every weight among the GPUs by its number format, so there the 4-bit weights "
+        "must be packed as the rest of the base is kept: fp32 (the base loads in fp32). Ignored for 8 bits.",
+        choices=["uint8", "fp32"],
+    )
     paged_optimizer: bool = opt(
         False,
         "Use bitsandbytes' paged 8-bit AdamW: optimiser state takes a quarter of the memory and moves to CPU "
@@ -94,6 +101,26 @@ def check(spec) -> list[tuple[str, str]]:
         # The paged optimiser keeps only the parameter groups; LoRA-FA's projection of B's gradient would be lost.
         problems.append(("quant.paged_optimizer", "LoRA-FA (lora.fa) brings its own optimiser, which cannot be paged; "
                                                   "turn one of them off"))
+    return problems + strategy_problems(spec)
+
+
+def strategy_problems(spec) -> list[tuple[str, str]]:
+    """What FSDP and DeepSpeed need of a quantised base: sharding splits weights by number format, so 4-bit
+    weights must be stored as the rest of the base is, and LLM.int8 weights cannot be split at all."""
+    from core.runtime.layout import sharded, splits_optimiser
+
+    q, strategy = spec.quant, spec.runtime.strategy
+    problems = []
+    if sharded(spec) and q.bits == 8:
+        problems.append(("quant.bits", f"8-bit weights cannot be split among processes; with runtime.strategy {strategy} "
+                                       "use 4 bits with quant.storage_dtype fp32, or ddp"))
+    elif sharded(spec) and q.storage_dtype != "fp32":
+        problems.append(("quant.storage_dtype", f"runtime.strategy {strategy} splits every weight among the GPUs, which "
+                                                "needs the 4-bit weights stored as the rest of the base is: set "
+                                                "quant.storage_dtype to fp32"))
+    if splits_optimiser(spec) and q.paged_optimizer:
+        problems.append(("quant.paged_optimizer", f"the paged optimiser is built over whole matrices; runtime.strategy "
+                                                  f"{strategy} hands the optimiser split ones. Turn it off, or use ddp"))
     return problems
 
 
@@ -122,6 +149,7 @@ def quantization_config(spec, device: str):
         bnb_4bit_quant_type=q.quant_type,
         bnb_4bit_use_double_quant=q.double_quant,
         bnb_4bit_compute_dtype=getattr(torch, _DTYPES[compute_dtype(spec, device)]),
+        bnb_4bit_quant_storage=torch.uint8 if q.storage_dtype == "uint8" else getattr(torch, _DTYPES[q.storage_dtype]),
     )
 
 

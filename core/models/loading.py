@@ -26,11 +26,15 @@ def load_base_model(spec, device: str, **method_kwargs):
     from transformers import AutoModelForCausalLM
 
     from core.models.remote_code import refuse_custom_code
+    from core.runtime.distributed import local_rank
+    from core.runtime.layout import sharded
 
     trust = spec.model.trust_remote_code
     kwargs = {"dtype": torch.float32, "trust_remote_code": trust}
-    if device == "cuda":
-        kwargs["device_map"] = {"": 0}
+    if device == "cuda" and not sharded(spec):
+        # The whole model on this process's GPU: its local rank among the node's processes (0 for one process).
+        # FSDP and ZeRO-3 place the weights themselves.
+        kwargs["device_map"] = {"": local_rank()}
     kwargs.update(method_kwargs)
     source = resolve_model(spec.model.path, convert=True)
     refuse_custom_code(source, trust)

@@ -42,8 +42,16 @@ def start(spec: JobSpec, workspace: Path) -> RunFolder:
         write_atomic(run.job, dump_spec(spec))
         run.write_status(state="queued", pid=None)
         # Launched under the lock too, so the next start sees this run with its trainer's pid.
-        launch("core.training.trainer", [run.job], run.log_file, job=run)
+        launch(trainer_module(spec), [run.job], run.log_file, job=run)
     return run
+
+
+def trainer_module(spec: JobSpec) -> str:
+    """The process a run starts: the trainer itself, or for several processes (and FSDP/DeepSpeed) the group
+    launcher that runs `accelerate launch` with the trainer and watches its ranks as one."""
+    from core.runtime.layout import in_group
+
+    return "core.training.group" if in_group(spec) else "core.training.trainer"
 
 
 def stop(run: RunFolder) -> None:

@@ -3,7 +3,8 @@
 The model must be reachable, its folder whole (config, weight headers, tokenizer) and loadable without code
 from it (unless the job allows that code), and its chat template must render a conversation in time; every
 dataset must be readable and well-formed and fit the job (the eval split leaves samples on both sides, some
-answer survives the max_length cut); the device must be present and suit the precision; and the method's own
+answer survives the max_length cut); the devices must be present (enough of them for the
+processes, and of the kind the strategy needs) and suit the precision; and the method's own
 launch checks must pass (a library backend, the model's config). What does not stop a run but deserves a
 word (no chat template in the model, too little free disk) comes back as notes.
 The web server passes its AccessPolicy: then datasets and registries must lie in the folders it reads, and a
@@ -124,13 +125,13 @@ def _max_length_problems(spec: JobSpec) -> list[tuple[str, str]]:
 
 
 def _device_problems(spec: JobSpec) -> list[tuple[str, str]]:
+    """The devices, processes and strategy the job asks for, against what this machine has; then the precision."""
     from core.runtime.device import pick_device
+    from core.runtime.layout import launch_problems
 
-    if spec.runtime.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            return [("runtime.device", "cuda was asked for but no CUDA GPU is visible; use auto or cpu")]
+    problems = launch_problems(spec)
+    if problems:
+        return problems
     problem = precision_problem(spec.runtime.precision, pick_device(spec.runtime.device))
     return [("runtime.precision", problem)] if problem else []
 

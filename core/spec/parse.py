@@ -1,6 +1,6 @@
 """Parse a job: plain data (YAML, CLI overrides, UI form) into a JobSpec.
 
-Parsing checks keys, types, bounds and each method's own rules on its fields, and nothing outside
+Parsing checks keys, types, bounds, the runtime layout's rules and each method's own rules, and nothing outside
 the spec: no file, device or library is looked at. So a run's job.yaml opens wherever the run is
 read (chat, export, the Train tab attaching, `params`, the trainer), even when its dataset is gone
 or its device is absent; what needs the world is checked at Start (launch.py).
@@ -77,6 +77,7 @@ def spec_from_dict(data: dict[str, Any] | None) -> JobSpec:
             setattr(section, key, value)
 
     problems.extend(_bounds_problems(spec, used))
+    problems.extend(_runtime_problems(spec, {key for key, _ in problems}))
     if spec.method == method:
         # The method's own rules run even when fields are wrong, so the user sees every problem at once;
         # a field reported above holds its default here, and is not reported twice.
@@ -98,6 +99,16 @@ def _bounds_problems(spec: JobSpec, sections: set[str]) -> list[tuple[str, str]]
             if msg:
                 problems.append((f"{section_name}.{f.name}", msg))
     return problems
+
+
+def _runtime_problems(spec: JobSpec, reported: set[str]) -> list[tuple[str, str]]:
+    """The runtime section's own rules (device text, processes, nodes, strategy: core/runtime/layout.py), once
+    its fields are each within bounds."""
+    from core.runtime.layout import layout_problems
+
+    if any(key.startswith("runtime.") for key in reported):
+        return []
+    return layout_problems(spec)
 
 
 def _reset_fields(spec: JobSpec, dotted: set[str]) -> None:

@@ -141,14 +141,20 @@ class TrainSection:
 
 @dataclass
 class RuntimeSection:
-    device: str = opt("auto", "Where to train: auto picks a GPU when there is one.", choices=["auto", "cpu", "cuda"])
+    device: str = opt(
+        "auto",
+        "Where to train: auto (every GPU there is, else the CPU), cpu, cuda (every GPU), or GPU ids separated by "
+        "commas (0,1) to use only those. The list offers what this machine has.",
+        kind="device",
+    )
     precision: str = opt(
         "auto",
         "Number format for compute. bf16 halves activation memory and is faster where the hardware has it; "
         "auto picks bf16 on GPUs and CPUs with native bf16 (on other CPUs it is emulated and very slow), else fp32.",
         choices=["auto", "bf16", "fp16", "fp32"],
     )
-    threads: int = opt(0, "CPU threads for training (0 = all cores).", lo=0, hi=1024)
+    threads: int = opt(0, "CPU threads per training process (0 = this machine's cores shared evenly among its "
+                          "processes).", lo=0, hi=1024)
     lean_loss: bool = opt(
         True,
         "Compute the loss only at trained positions, in 32 MB chunks, instead of scoring every position against "
@@ -162,6 +168,46 @@ class RuntimeSection:
         "compute them once per batch instead of once per sample. Same loss and gradients (tested to 1e-5). "
         "Measured on the bundled model's identity data (24 of 52 tokens shared), batch 8: 30% less CPU time per "
         "step. Used only on padded batches without gradient checkpointing.",
+    )
+    processes: int = opt(
+        1,
+        "Training processes on this machine. On GPUs, one per GPU. On a CPU the cores are shared among them, "
+        "so more processes add no compute there: it shows how the run splits, it does not speed it up.",
+        lo=1,
+        hi=1024,
+    )
+    strategy: str = opt(
+        "single",
+        "How several processes share the work. single: one process. ddp: each process holds the whole model "
+        "and trains on its share of every batch, gradients averaged: the fastest while the model fits one "
+        "device, and the only one that runs on CPUs. fsdp: weights, gradients and optimiser state are split "
+        "across the GPUs (full shard) and parked in CPU memory: for models too big for one GPU, at the cost of "
+        "much more traffic. deepspeed2: DeepSpeed ZeRO-2 splits optimiser state and gradients. deepspeed3: "
+        "ZeRO-3 splits the weights too and offloads them to CPU memory: the biggest models, the slowest steps. "
+        "fsdp and deepspeed need CUDA GPUs; deepspeed needs the deepspeed package.",
+        choices=["single", "ddp", "fsdp", "deepspeed2", "deepspeed3"],
+    )
+    nodes: int = opt(
+        1,
+        "Machines that train this job together. Each runs the same job with its own node rank; the Train tab "
+        "and `app.py train --print-node-command` show the command for the others.",
+        lo=1,
+        hi=1024,
+    )
+    node_rank: int = opt(
+        0,
+        "This machine's number among the nodes. 0 is the main node: it keeps the run (status, metrics, "
+        "adapter); the others only train.",
+        lo=0,
+        hi=1023,
+    )
+    main_address: str = opt("127.0.0.1", "Address at which the other nodes reach the main node (several machines only).")
+    main_port: int = opt(
+        29500,
+        "Port on the main node that the other nodes connect to (several machines only; on one machine a free "
+        "port is picked).",
+        lo=1,
+        hi=65535,
     )
 
 

@@ -1,5 +1,8 @@
 """The trainer-side half of the run-folder contract: a TrainerCallback that
-appends metrics.jsonl, keeps status.json current and honours stop requests."""
+appends metrics.jsonl, keeps status.json current and honours stop requests.
+
+In a group run every rank has one; only rank 0 (the Trainer's world process zero) writes, and every rank
+takes part in deciding to stop, so they all stop at the same step."""
 from __future__ import annotations
 
 import resource
@@ -9,6 +12,7 @@ import torch
 from transformers import TrainerCallback
 
 from core.runs.folder import RunFolder
+from core.runtime.distributed import agree
 
 
 def peak_memory_mb() -> float:
@@ -38,18 +42,23 @@ class RunFolderCallback(TrainerCallback):
         self.last_step = state.global_step
         extra = {"estimate": {"predicted": self.prediction}} if self.prediction else {}
         # metrics' elapsed_s counts from here; the benchmark turns it into wall-clock times with this
-        self.run.write_status(step=state.global_step, total_steps=state.max_steps, train_started_at=self.started,
-                              **extra)
+        if state.is_world_process_zero:
+            self.run.write_status(step=state.global_step, total_steps=state.max_steps, train_started_at=self.started,
+                                  **extra)
 
     def on_step_end(self, args, state, control, **kwargs):
         self.step_times.append(time.time())
-        self.run.write_status(step=state.global_step, total_steps=state.max_steps)
-        if self.run.stop_requested():
+        if state.is_world_process_zero:
+            self.run.write_status(step=state.global_step, total_steps=state.max_steps)
+        # Each rank looks in its own node's run folder; one request stops every rank.
+        if agree(self.run.stop_requested()):
             control.should_training_stop = True
             control.should_save = True
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
+        if not state.is_world_process_zero:
+            return  # the logged figures are already gathered over all ranks; rank 0 writes them
         if "loss" not in logs and "eval_loss" not in logs:
             return  # the end-of-training summary; its figures are already in the series
         now = time.time()

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from core.runs.folder import RunFolder
@@ -66,29 +67,39 @@ def planned_steps(num_samples: int, t) -> int:
     return math.ceil(t.epochs * per_epoch)
 
 
-def save_adapter(write_adapter, tokenizer, target: Path) -> None:
-    """Write the adapter whole or not at all: `write_adapter(folder)` fills a temporary folder, then it is renamed."""
+def save_adapter(write_adapter, tokenizer, target: Path, main: bool = True) -> None:
+    """Write the adapter whole or not at all: `write_adapter(folder)` fills a temporary folder, then it is renamed.
+    With `main` false this process only takes part in `write_adapter` (a gathering save) and writes nothing."""
     tmp = target.with_name(".adapter.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
     try:
         write_adapter(tmp)
-        tokenizer.save_pretrained(tmp)
+        if main:
+            tokenizer.save_pretrained(tmp)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # e.g. the disk filled: leave no half adapter behind
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)  # e.g. the disk filled: leave no half adapter behind
         raise
+    if not main:
+        return
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
 
 
 def pick_runtime(spec) -> tuple[str, str]:
-    """(device, precision) the job trains with; sets the CPU threads it asks for."""
+    """(device, precision) the job trains with; shows this process only the GPUs the job names and sets its
+    CPU threads (the job's number, else the cores shared among the node's processes)."""
     import torch
 
-    from core.runtime.device import pick_device, pick_precision
+    from core.runtime.device import gpu_ids, pick_device, pick_precision
+    from core.runtime.distributed import claim_gpus
+    from core.runtime.hardware import cpu_cores
+    from core.runtime.layout import threads_per_process
 
+    claim_gpus(gpu_ids(spec.runtime.device))
     device = pick_device(spec.runtime.device)
-    if spec.runtime.threads:
-        torch.set_num_threads(spec.runtime.threads)
+    torch.set_num_threads(threads_per_process(spec, cpu_cores()))
     return device, pick_precision(spec.runtime.precision, device)
 
 
@@ -131,6 +142,9 @@ def training_args(spec, output_dir, device: str, precision: str, total_steps: in
         eval_steps=spec.data.eval_steps or max(total_steps // 10, 1),
         per_device_eval_batch_size=t.batch_size,
         include_num_input_tokens_seen="non_padding",
+        # Under DDP: every trainable weight (the adapter) takes part in each forward, so DDP need not search
+        # the graph for unused ones after every backward.
+        ddp_find_unused_parameters=False,
         report_to=[],
         disable_tqdm=True,
         dataloader_num_workers=0,
@@ -149,6 +163,7 @@ def train(run: RunFolder) -> str:
 
     from core.methods import METHODS, TrainPlan
     from core.models.loading import load_base_model, load_tokenizer
+    from core.runtime import distributed, telemetry
     from core.training.callback import RunFolderCallback
     from core.training.guards import RunGuard, check_weights, disk_full_named
     from core.training.lean_trainer import LeanSFTTrainer
@@ -161,6 +176,8 @@ def train(run: RunFolder) -> str:
 
     device, precision = pick_runtime(spec)
     print(f"[workbench] method={spec.method} device={device} precision={precision} threads={torch.get_num_threads()}", flush=True)
+    if distributed.in_group():
+        print(f"[workbench] rank {distributed.rank()} of {distributed.world_size()}, pid {os.getpid()}", flush=True)
 
     tokenizer = load_tokenizer(spec.model.path, spec.model.trust_remote_code)
     dataset, eval_dataset = build_datasets(spec, tokenizer)
@@ -192,32 +209,66 @@ def train(run: RunFolder) -> str:
         trainer.optimizer = optimizer  # the Trainer builds its own only when none is set
     extra = call("callbacks", spec, trainer.model, plan)
     guard = RunGuard()  # first, so a NaN step is refused before anything records it
+    meters = [m for m in [telemetry.gpu_meter(spec)] if m is not None]  # per-GPU memory, use, power in metrics
+    samples_per_step = t.batch_size * t.grad_accum * distributed.world_size()
     # The run-folder callback goes last, so a method callback's on_log/on_step_end work is done before it writes.
-    for cb in [guard, *extra, RunFolderCallback(run, samples_per_step=t.batch_size * t.grad_accum, extras=extra,
+    for cb in [guard, *extra, RunFolderCallback(run, samples_per_step=samples_per_step, extras=[*extra, *meters],
                                                 prediction=levers.prediction)]:
         trainer.add_callback(cb)
+    rows = None
+    if distributed.in_group():  # each rank's log shows its share of the data
+        rows = distributed.RowCounter.attach(trainer.model)
     trainer.model.print_trainable_parameters()
     with disk_full_named(run.path, guard):
         trainer.train()
+        if rows is not None:
+            print(rows.line(), flush=True)
         check_weights(trainer.model, trainer.state.global_step)
-        save_adapter(lambda folder: call("save_adapter", spec, trainer.model, folder), tokenizer, run.adapter_dir)
+        save_trained_adapter(spec, trainer, lambda folder: call("save_adapter", spec, trainer.model, folder),
+                             tokenizer, run.adapter_dir)
     return "stopped" if run.stop_requested() else "completed"
+
+
+def save_trained_adapter(spec, trainer, write_adapter, tokenizer, target: Path) -> None:
+    """Rank 0 writes the adapter (every rank holds the same one under DDP). Under FSDP and ZeRO-3 the weights
+    are split among the processes: the Trainer's own save gathers them (every rank takes part) and writes on
+    rank 0, so the method's writer is not used there (the methods that need their own are refused with
+    those strategies, see each method's strategy_problems)."""
+    from core.runtime import distributed
+    from core.runtime.layout import sharded
+
+    main = distributed.is_main_process()
+    if sharded(spec):
+        save_adapter(lambda folder: trainer.save_model(str(folder)), tokenizer, target, main=main)
+    elif main:
+        save_adapter(write_adapter, tokenizer, target)
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m core.training.trainer RUN_FOLDER/job.yaml", file=sys.stderr)
         return 2
+    from core.runtime import distributed
     from core.training.guards import report_failure
 
     run = RunFolder(Path(argv[0]).resolve().parent)
+    # In a group the launcher (core/training/group.py) writes the run's state; its ranks only train.
+    group = distributed.in_group()
+    distributed.end_with_launcher()
     try:
-        run.write_status(state="running", pid=os.getpid(), started_at=time.time(), error=None)
+        if not group:
+            run.write_status(state="running", pid=os.getpid(), started_at=time.time(), error=None)
         final = train(run)
     except BaseException as err:  # report every failure, KeyboardInterrupt included, then re-raise nothing
-        return report_failure(run, err)  # its kind and message; also on a full disk (DiskFull)
-    run.write_status(state=final, ended_at=time.time())
-    print(f"[workbench] {final}: adapter saved to {run.adapter_dir}", flush=True)
+        if not group:
+            return report_failure(run, err)  # its kind and message; also on a full disk (DiskFull)
+        traceback.print_exc()
+        distributed.record_failure(err)  # the launcher names this rank and its error
+        return 1
+    if not group:
+        run.write_status(state=final, ended_at=time.time())
+    if distributed.is_main_process():
+        print(f"[workbench] {final}: adapter saved to {run.adapter_dir}", flush=True)
     return 0
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import torch
+import yaml
 from peft import PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
 from safetensors.torch import load_file
@@ -29,11 +30,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from core.methods import METHODS, TrainPlan
 from core.models.loading import load_base_model, load_tokenizer
 from core.runs import runner
-from core.runtime.device import cpu_has_native_bf16
+from core.runtime.accelerate_config import accelerate_config
+from core.runtime.device import cpu_has_native_bf16, gpu_ids, pick_device
+from core.runtime.hardware import cpu_cores
+from core.runtime.layout import deepspeed_installed
+from core.runtime.nodes import node_commands
 from core.spec import SpecError, check_launch, spec_from_dict
 from core.spec.schema import fixed_sections, spec_fields
 from core.training.trainer import build_datasets, pick_runtime, planned_steps, training_args
-from tests.helpers import tiny_job, wait_for_end
+from tests.helpers import free_port, tiny_job, wait_for_end
 
 LR = 1e-2
 TRAINER_ARGS = SimpleNamespace(learning_rate=LR, weight_decay=0.0, adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8)
@@ -259,6 +264,13 @@ def quant_compute_dtype(job: Job, name):
     native = "bf16" if cpu_has_native_bf16() else "fp32"  # auto follows the run's precision (auto: fp32 here)
     want = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[native if name == "auto" else name]
     assert {layer.compute_dtype for layer in base_layers(model)} == {want}
+
+
+def quant_storage_dtype(job: Job, name):
+    _, model = job.build(quant={"storage_dtype": name})
+    assert {layer.weight.dtype for layer in base_layers(model)} == {{"uint8": torch.uint8, "fp32": torch.float32}[name]}
+    if name == "uint8":  # FSDP and ZeRO-3 shard by dtype: the packed weights must be stored as the rest of the base
+        job.assert_refused("quant.storage_dtype", quant={"storage_dtype": name}, runtime={"strategy": "deepspeed3"})
 
 
 def quant_paged_optimizer(job: Job, on):
@@ -543,9 +555,11 @@ def train_seed(job: Job, seed):
 
 
 def runtime_device(job: Job, device):
-    if device == "cuda" and not torch.cuda.is_available():
-        return job.assert_refused("runtime.device", runtime={"device": device})
-    args = job.trainer_inputs(runtime={"device": device}).args
+    ids = gpu_ids(device) or []
+    layout = {"device": device, "processes": max(len(ids), 1), "strategy": "ddp" if len(ids) > 1 else "single"}
+    if device not in ("auto", "cpu") and torch.cuda.device_count() < max(len(ids), 1):
+        return job.assert_refused("runtime.device", runtime=layout)
+    args = job.trainer_inputs(runtime=layout).args
     assert args.use_cpu is (device == "cpu" or (device == "auto" and not torch.cuda.is_available()))
 
 
@@ -585,6 +599,56 @@ def runtime_shared_prefix(job: Job, on):
     assert levers.choose(inputs.spec, "cpu", "fp32", inputs.train).shared_prefix is on
 
 
+def group_config(job: Job, **runtime) -> dict:
+    """The accelerate config a group run of the job writes into its run folder (this machine's device)."""
+    spec = job.parse(runtime=runtime)
+    assert runner.trainer_module(spec) == "core.training.group"
+    return accelerate_config(spec, pick_device(spec.runtime.device))
+
+
+def runtime_processes(job: Job, processes):
+    job.assert_refused("runtime.strategy", runtime={"processes": processes})  # single is one process
+    if processes > cpu_cores() and not torch.cuda.is_available():
+        return job.assert_refused("runtime.processes", runtime={"processes": processes, "strategy": "ddp"})
+    config = group_config(job, processes=processes, strategy="ddp")
+    assert (config["num_processes"], config["num_machines"], config["distributed_type"]) == (processes, 1, "MULTI_GPU")
+
+
+def runtime_strategy(job: Job, strategy):
+    if strategy == "single":
+        assert runner.trainer_module(job.parse()) == "core.training.trainer"
+        return None
+    layout = {"strategy": strategy, "processes": 2 if strategy == "ddp" else 1}
+    if strategy != "ddp" and (not torch.cuda.is_available() or (strategy.startswith("deepspeed") and not deepspeed_installed())):
+        return job.assert_refused("runtime.strategy", runtime=layout)  # GPUs only; DeepSpeed an optional install
+    config = group_config(job, **layout)
+    assert config["distributed_type"] == {"ddp": "MULTI_GPU", "fsdp": "FSDP"}.get(strategy, "DEEPSPEED")
+    assert ("fsdp_config" in config) == (strategy == "fsdp") and ("deepspeed_config" in config) == strategy.startswith("deepspeed")
+
+
+def runtime_nodes(job: Job, nodes):
+    job.assert_refused("runtime.strategy", runtime={"nodes": nodes})
+    config = group_config(job, nodes=nodes, strategy="ddp", main_port=free_port())
+    assert (config["num_machines"], config["num_processes"], config["machine_rank"]) == (nodes, nodes, 0)
+    spec = job.parse(runtime={"nodes": nodes, "strategy": "ddp"})
+    assert [yaml.safe_load(c.split("<<'EOF'\n")[1].split("EOF\n")[0])["runtime"]["node_rank"]
+            for c in node_commands(spec)] == list(range(1, nodes))
+
+
+def runtime_node_rank(job: Job, rank):
+    job.assert_refused("runtime.node_rank", runtime={"node_rank": rank})  # a one-node job has node 0 only
+    assert group_config(job, node_rank=rank, nodes=rank + 1, strategy="ddp")["machine_rank"] == rank
+
+
+def runtime_main_address(job: Job, address):
+    assert group_config(job, main_address=address, nodes=2, strategy="ddp", main_port=free_port())["main_process_ip"] == address
+
+
+def runtime_main_port(job: Job, port):
+    assert group_config(job, main_port=port, nodes=2, strategy="ddp")["main_process_port"] == port
+    assert group_config(job, main_port=port, processes=2, strategy="ddp")["main_process_port"] == 0  # one machine: any free port
+
+
 def runtime_threads(job: Job, threads):
     before = torch.get_num_threads()
     try:
@@ -616,6 +680,7 @@ OPTIONS: dict[str, Option] = {
     "quant.quant_type": Option(["nf4", "fp4"], quant_quant_type),
     "quant.double_quant": Option([True, False], quant_double_quant),
     "quant.compute_dtype": Option(["auto", "fp32", "bf16", "fp16"], quant_compute_dtype),
+    "quant.storage_dtype": Option(["uint8", "fp32"], quant_storage_dtype),
     "quant.paged_optimizer": Option([True, False], quant_paged_optimizer),
     "longlora.target_context": Option([2048, 128], longlora_target_context),
     "longlora.rope_scaling": Option(["linear", "dynamic", "yarn"], longlora_rope_scaling),
@@ -666,11 +731,19 @@ OPTIONS: dict[str, Option] = {
     "train.logging_steps": Option([2], train_arg("logging_steps", "logging_steps")),
     "train.save_steps": Option([3, 0], train_save_steps),
     "train.seed": Option([7], train_seed),
-    "runtime.device": Option(["auto", "cpu", "cuda"], runtime_device),
+    "runtime.device": Option(["auto", "cpu", "cuda", "0", "0,1"], runtime_device),
     "runtime.precision": Option(["auto", "bf16", "fp16", "fp32"], runtime_precision),
     "runtime.threads": Option([3], runtime_threads),
     "runtime.lean_loss": Option([True, False], runtime_lean_loss),
     "runtime.shared_prefix": Option([True, False], runtime_shared_prefix),
+
+
+    "runtime.processes": Option([2], runtime_processes),
+    "runtime.strategy": Option(["single", "ddp", "fsdp", "deepspeed2", "deepspeed3"], runtime_strategy),
+    "runtime.nodes": Option([3], runtime_nodes),
+    "runtime.node_rank": Option([1], runtime_node_rank),
+    "runtime.main_address": Option(["10.0.0.5"], runtime_main_address),
+    "runtime.main_port": Option([29611], runtime_main_port),
 }
 
 

@@ -1,0 +1,97 @@
+"""The CUDA paths, each trained for real through the runner on the tiny model. Marked `gpu`: they run where a
+CUDA GPU is visible and are skipped elsewhere with the reason, which `pytest -rs` lists (tests/conftest.py).
+
+This machine has none, so these tests have not run here; they are written to run as they are on a GPU
+machine (`pytest -m gpu -rs`)."""
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+from core.methods import METHODS
+from tests.helpers import METHOD_MATRIX, tiny_spec, train_spec
+
+pytestmark = pytest.mark.gpu
+
+
+def trained(workspace, model_dir, method="lora", **sections):
+    """A tiny run on the GPU through the runner; returns (run, its losses)."""
+    runtime = {"device": "cuda", **sections.pop("runtime", {})}
+    spec = tiny_spec(model_dir, method=method, runtime=runtime, **{**METHOD_MATRIX[method], **sections})
+    run = train_spec(workspace, spec)
+    losses = [r["loss"] for r in run.read_metrics()[0] if "loss" in r]
+    assert losses and all(math.isfinite(x) for x in losses), losses
+    assert "device=cuda" in run.log_file.read_text()
+    return run, losses
+
+
+def test_qlora_4bit_base_on_cuda(workspace, tiny_model_dir):
+    """bitsandbytes packs the base into 4-bit layers on the GPU, and QLoRA trains on them."""
+    import bitsandbytes as bnb
+
+    from core.models.loading import load_base_model
+
+    spec = tiny_spec(tiny_model_dir, method="qlora", runtime={"device": "cuda"})
+    model = load_base_model(spec, "cuda", **METHODS["qlora"].load_kwargs(spec, "cuda"))
+    packed = [m for m in model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert packed and all(m.weight.device.type == "cuda" for m in packed)
+    assert {m.weight.quant_state.quant_type for m in packed} == {spec.quant.quant_type}
+    trained(workspace, tiny_model_dir, "qlora")
+
+
+def test_paged_optimiser_on_cuda(workspace, tiny_model_dir):
+    import bitsandbytes as bnb
+    from peft import get_peft_model
+
+    from core.methods import TrainPlan
+    from core.models.loading import load_base_model
+    from core.training.trainer import training_args
+
+    spec = tiny_spec(tiny_model_dir, method="qlora", runtime={"device": "cuda"}, quant={"paged_optimizer": True})
+    method = METHODS["qlora"]
+    model = method.prepare_model(spec, load_base_model(spec, "cuda", **method.load_kwargs(spec, "cuda")))
+    peft_model = get_peft_model(model, method.peft_config(spec, model, TrainPlan(total_steps=4)))
+    args = training_args(spec, workspace / "out", "cuda", "fp32", 4, False)
+    optimiser = method.optimizer(spec, peft_model, args)
+    assert isinstance(optimiser, bnb.optim.PagedAdamW8bit)
+    trained(workspace, tiny_model_dir, "qlora", quant={"paged_optimizer": True})
+
+
+def test_s2_attention_on_cuda(workspace, tiny_model_dir):
+    """LongLoRA's shifted sparse attention trains on the GPU at twice the model's context."""
+    trained(workspace, tiny_model_dir, "longlora")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_on_cuda(workspace, tiny_model_dir, precision):
+    import torch
+
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    run, _ = trained(workspace, tiny_model_dir, runtime={"precision": precision})
+    assert f"precision={precision}" in run.log_file.read_text()
+
+
+def test_ddp_on_nccl(workspace, tiny_model_dir):
+    """Two GPUs, one process each: both ranks train their half of the data on their own GPU; one adapter."""
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        pytest.skip("DDP on NCCL needs two CUDA GPUs")
+    run, _ = trained(workspace, tiny_model_dir, runtime={"device": "0,1", "processes": 2, "strategy": "ddp"},
+                     train={"batch_size": 2})
+    log = run.log_file.read_text()
+    for rank in (0, 1):
+        assert re.search(rf"\[rank{rank}\]:\[workbench\] rank {rank} of 2 trained on 8 rows", log), log[-3000:]
+    assert log.count("adapter saved to") == 1
+
+
+def test_gpu_telemetry_in_metrics(workspace, tiny_model_dir):
+    """Every logged record of a CUDA run carries the GPU's memory in use and utilisation (power where the
+    board reports it), keyed by the GPU's id."""
+    run, _ = trained(workspace, tiny_model_dir, runtime={"device": "0"}, train={"logging_steps": 1})
+    records = [r for r in run.read_metrics()[0] if "loss" in r]
+    assert records and all(set(r["gpu_memory_mb"]) == {"0"} and r["gpu_memory_mb"]["0"] > 0 for r in records)
+    assert all(0 <= r["gpu_utilization"]["0"] <= 100 for r in records)
