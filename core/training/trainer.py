@@ -75,6 +75,23 @@ def save_adapter(write_adapter, tokenizer, target: Path) -> None:
     os.replace(tmp, target)
 
 
+def start_from_adapter(model, folder: str):
+    """The base wrapped in an existing adapter, trainable: a new run that trains a finished run's adapter further."""
+    from peft import PeftModel
+
+    print(f"[workbench] starting from the adapter in {folder}", flush=True)
+    return PeftModel.from_pretrained(model, folder, is_trainable=True)
+
+
+def resume_from(run: RunFolder) -> str | None:
+    """The checkpoint this attempt resumes from (the Trainer restores weights, optimiser, schedule, data
+    position and random state from it), or None for a fresh start."""
+    checkpoint = run.resume_checkpoint()
+    if checkpoint is not None:
+        print(f"[workbench] resuming from {checkpoint.name}", flush=True)
+    return str(checkpoint) if checkpoint is not None else None
+
+
 def pick_runtime(spec) -> tuple[str, str]:
     """(device, precision) the job trains with; sets the CPU threads it asks for."""
     import torch
@@ -108,6 +125,7 @@ def training_args(spec, output_dir, device: str, precision: str, total_steps: in
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         save_strategy="steps" if t.save_steps else "no",
         save_steps=t.save_steps or 500,
+        save_total_limit=t.keep_checkpoints,
         seed=t.seed,
         data_seed=t.seed,
         bf16=precision == "bf16",
@@ -146,14 +164,19 @@ def train(run: RunFolder) -> str:
     device, precision = pick_runtime(spec)
     print(f"[workbench] method={spec.method} device={device} precision={precision} threads={torch.get_num_threads()}", flush=True)
 
+    run.write_status(phase="model")  # a failure now is the model's (failure.py words it so); then the data's
     tokenizer = load_tokenizer(spec.model.path)
+    run.write_status(phase="data")
     dataset, eval_dataset = build_datasets(spec, tokenizer)
     print(f"[workbench] {len(dataset)} training samples, {len(eval_dataset or [])} eval samples", flush=True)
     t = spec.train
     plan = TrainPlan(total_steps=planned_steps(len(dataset), t))
+    run.write_status(phase="model")
     model = load_base_model(spec, device, **call("load_kwargs", spec, device))
     model = call("prepare_model", spec, model)
     peft_config = call("peft_config", spec, model, plan)
+    if spec.model.init_adapter:
+        model, peft_config = start_from_adapter(model, spec.model.init_adapter), None
 
     args = training_args(spec, run.checkpoints_dir, device, precision, plan.total_steps, eval_dataset is not None)
     trainer = SFTTrainer(
@@ -173,7 +196,8 @@ def train(run: RunFolder) -> str:
     for cb in [*extra, RunFolderCallback(run, samples_per_step=t.batch_size * t.grad_accum, extras=extra)]:
         trainer.add_callback(cb)
     trainer.model.print_trainable_parameters()
-    trainer.train()
+    run.write_status(phase="training")
+    trainer.train(resume_from_checkpoint=resume_from(run))
     save_adapter(lambda folder: call("save_adapter", spec, trainer.model, folder), tokenizer, run.adapter_dir)
     return "stopped" if run.stop_requested() else "completed"
 
