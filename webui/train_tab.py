@@ -16,14 +16,15 @@ from core.form_layout import form_sections, shown_for
 from core.methods import METHODS
 from core.models.params import ParamCountError, count_parameters
 from core.paths import PRESETS_DIR
-from core.runs import runner
+from core.runs import queue, runner, scheduler
 from core.runs.folder import ACTIVE_STATES, RunFolder, active_run
-from core.runs.views import RunWatch
-from core.spec import BUNDLED_MODEL, JobSpec, SpecError, check_launch, load_spec, spec_from_dict
+from core.runs.views import RunWatch, resume_marks
+from core.spec import BUNDLED_MODEL, JobSpec, SpecError, check_launch, dump_spec, load_spec, spec_from_dict
 from webui import i18n
 from webui.charts import PANELS, has_ranks, ranks_figure, training_figure
 from webui.form import JobForm
 from webui.language import PageLanguage
+from webui.run_text import reason_html
 
 LOG_LINES = 16
 
@@ -61,10 +62,7 @@ def progress_html(run: RunFolder | None, status: dict | None, records: list[dict
     label = i18n.text(f"state.{state}", lang)
     key = "progress.line" if state in ACTIVE_STATES else "progress.done"
     line = i18n.text(key, lang, run=run.run_id, state=label, step=step, total=total or "?", eta=format_eta(eta))
-    error = ""
-    if state == "failed" and status.get("error"):
-        err = status["error"]
-        error = f"<div class='train-error'><b>{html.escape(str(err.get('kind')))}</b>: {html.escape(str(err.get('message')))}</div>"
+    error = reason_html(status, run.log_tail(8000), lang) if status.get("error") else ""
     return (
         f"<div id='train-progress' data-state='{state}' data-step='{step}'>"
         f"<progress max='100' value='{percent:.1f}' style='width:100%'></progress>"
@@ -88,7 +86,7 @@ def param_count_text(data: dict, lang: str) -> str:
 
 
 def chart_titles(lang: str) -> dict[str, str]:
-    keys = [t for _, t in PANELS] + ["chart.eval_loss", "chart.step"]
+    keys = [t for _, t in PANELS] + ["chart.eval_loss", "chart.step", "chart.resumed"]
     return {k: i18n.text(k, lang) for k in keys}
 
 
@@ -128,6 +126,8 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
 
     with gr.Row():
         start = gr.Button(variant="primary", **i18n.props("start-button", lang))
+        # Offered when Start finds a run still going: the job waits in the queue and starts after it.
+        enqueue = gr.Button(visible=False, **i18n.props("train-queue", lang))
         stop = gr.Button(variant="stop", **i18n.props("stop-button", lang))
     message = page.message("train-message")
     progress = gr.HTML(progress_html(None, None, [], lang), elem_id="train-progress-box")
@@ -159,20 +159,35 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
             return [gr.skip()] * (1 + len(form.inputs)) + [[f"**{html.escape(name)}**: {html.escape(str(err))}"]]
         return [spec.method, *form.values_from(spec), []]
 
+    def checked_spec(method_name, values):
+        spec = spec_from_dict(form.to_dict(method_name, list(values)))
+        check_launch(spec)  # model, data, device and the method's backend: only when starting
+        return spec
+
     def on_start(current, lang_now, method_name, *values):
+        hidden = gr.update(visible=False)
         try:
-            spec = spec_from_dict(form.to_dict(method_name, list(values)))
-            check_launch(spec)  # model, data, device and the method's backend: only when starting
+            spec = checked_spec(method_name, values)
         except SpecError as err:
-            return current, spec_problems(err), gr.skip()
+            return current, spec_problems(err), gr.skip(), hidden
         try:
             run = runner.start(spec, workspace)
         except runner.RunnerBusy as err:
-            return current, ["**", ["busy"], f"** {html.escape(str(err))}"], gr.skip()
+            return current, ["**", ["busy"], f"** {html.escape(str(err))}"], gr.skip(), gr.update(visible=True)
         except runner.LaunchError as err:  # the process could not be started; the run folder says failed
-            return current, ["**", ["launch_failed"], f"** {html.escape(str(err))}"], gr.skip()
+            return current, ["**", ["launch_failed"], f"** {html.escape(str(err))}"], gr.skip(), hidden
         # Show the new run at once, not the previous run's last state until the next tick.
-        return RunWatch.of(run), [["started", {"run": run.run_id}]], progress_html(run, run.status(), [], lang_now)
+        return (RunWatch.of(run), [["started", {"run": run.run_id}]], progress_html(run, run.status(), [], lang_now),
+                hidden)
+
+    def on_enqueue(method_name, *values):
+        try:
+            spec = checked_spec(method_name, values)
+        except SpecError as err:
+            return spec_problems(err), gr.skip()
+        entry = queue.add(workspace, dump_spec(spec))
+        scheduler.ensure_running(workspace)
+        return [["queued", {"entry": entry.entry_id, "position": entry.position}]], gr.update(visible=False)
 
     def on_stop():
         run = active_run(workspace)
@@ -184,7 +199,8 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
     def draw(current: RunWatch, status: dict | None, lang_now: str, redraw: bool = True) -> list:
         """progress, charts, log, ranks for what the watch has read."""
         run = current.folder
-        figure = training_figure(current.records, chart_titles(lang_now)) if redraw else gr.skip()
+        marks = resume_marks(status) if status else []
+        figure = training_figure(current.records, chart_titles(lang_now), marks) if redraw else gr.skip()
         rank_map = ranks_update(current.records, lang_now) if redraw else gr.skip()
         tail = "\n".join(run.log_tail().splitlines()[-LOG_LINES:]) if run else ""  # the newest lines, whole
         return [progress_html(run, status, current.records, lang_now), figure, tail, rank_map]
@@ -220,7 +236,8 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
     method_boxes = [form.section_boxes[s.name] for s in method_owned]
     method.change(on_method, [method, page.language], [explainer, *method_boxes])
     preset.change(on_preset, [preset], [method, *form.inputs, message])
-    start.click(on_start, [watch, page.language, method, *form.inputs], [watch, message, progress])
+    start.click(on_start, [watch, page.language, method, *form.inputs], [watch, message, progress, enqueue])
+    enqueue.click(on_enqueue, [method, *form.inputs], [message, enqueue])
     stop.click(on_stop, None, [message])
     count_inputs = [page.language, method, *(form.components[k] for k in count_keys)]
     # always_last: typing a rank fires a change per keystroke; only the newest value is worth counting.
@@ -230,6 +247,6 @@ def build_train_tab(workspace: Path, page: PageLanguage) -> dict:
     timer.tick(on_tick, [watch, page.language], [watch, progress, charts, log, ranks, run_ended], show_progress="hidden")
     page.also(on_switch, [watch, method], [explainer, progress, charts, log, ranks])
 
-    return {"form": form, "run_ended": run_ended,
+    return {"form": form, "method": method, "run_ended": run_ended,
             "load": (on_load, [page.language], [watch, progress, charts, log, ranks, method, *form.inputs]),
             "count": (on_count, count_inputs, [param_count])}

@@ -12,10 +12,10 @@ import re
 import shutil
 from pathlib import Path
 
+from core.models.adapter import ADAPTER_WEIGHTS
 from core.runs.folder import RunFolder, write_atomic
 
 CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
-ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 RESUME_FILES = ("optimizer.pt", "scheduler.pt")
 
 
