@@ -5,7 +5,19 @@
 
 A job leaves the queue by a rename of its file into a new run folder (core/runs/runner.py,
 start_queued), so at every moment it is either waiting here or is a run, never both and never neither:
-a page, a terminal or the scheduler killed at any point loses nothing and starts nothing twice.
+a page, a terminal or the scheduler killed at any point loses nothing and starts nothing twice. The run
+records the entry it came from (status.json `queued_as`).
+
+The API for code that queues jobs (the CLI, the Train tab, sweeps):
+
+    entry_id = enqueue(workspace, spec)   # a validated JobSpec; the scheduler is started if none runs
+    entries(workspace)                    # QueueEntry objects still waiting, next first (position 1)
+    locate(workspace, entry_id)           # the QueueEntry while it waits, the RunFolder once it started
+                                          # (read its status() for state/step/error), None if removed
+    started_runs(workspace)               # {entry_id: RunFolder} of every run that came from the queue
+    move(workspace, entry_id, by) / remove(workspace, entry_id)
+
+Validation (core.spec check_launch) is the caller's: the queue holds jobs that were fine when queued.
 """
 from __future__ import annotations
 
@@ -110,6 +122,37 @@ def add(workspace: Path, job_text: str) -> QueueEntry:
         write_atomic(folder / f"{entry_id}.yaml", job_text)
         write_atomic(_order_file(workspace), json.dumps(order + [entry_id]))
     return next(e for e in entries(workspace) if e.entry_id == entry_id)
+
+
+def enqueue(workspace: Path, spec, start_scheduler: bool = True) -> str:
+    """Queue a validated JobSpec last and make sure the workspace's scheduler runs; returns the entry id
+    (see `locate` to follow it into its run)."""
+    from core.runs import scheduler
+    from core.spec import dump_spec
+
+    entry = add(workspace, dump_spec(spec))
+    if start_scheduler:
+        scheduler.ensure_running(workspace)
+    return entry.entry_id
+
+
+def started_runs(workspace: Path) -> dict:
+    """entry id -> RunFolder for every run of the workspace that was started from the queue."""
+    from core.runs.folder import list_runs
+
+    found = {}
+    for run in list_runs(workspace):
+        entry_id = run.raw_status().get("queued_as")
+        if entry_id:
+            found[entry_id] = run
+    return found
+
+
+def locate(workspace: Path, entry_id: str):
+    """Where a queued job is now: its QueueEntry while it waits, its RunFolder once started, else None
+    (removed from the queue, or its run deleted). A job is never both: it leaves the queue by one rename."""
+    waiting = next((e for e in entries(workspace) if e.entry_id == entry_id), None)
+    return waiting or started_runs(workspace).get(entry_id)
 
 
 def move(workspace: Path, entry_id: str, by: int) -> None:

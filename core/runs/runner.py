@@ -13,6 +13,7 @@ a page) make one run and one RunnerBusy.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -108,8 +109,11 @@ def start_queued(entry: QueueEntry, workspace: Path, wait_behind: tuple[Claim, .
         if blocking_run(workspace, claim) is not None or any(claims_overlap(claim, c) for c in wait_behind):
             return None
         run = new_run_folder(workspace, entry.method)
+        # Written before the job moves in, so queue.locate finds the job in the queue or as this run, never
+        # neither (a folder without job.yaml is no run yet).
+        run.write_status(queued_as=entry.entry_id)
         if not queue.take(workspace, entry, run.job):
-            run.path.rmdir()
+            shutil.rmtree(run.path)  # only its status: the job went elsewhere
             return None
         os.utime(run.job)  # the run's age counts from its start, not from when it was queued
         launch_attempt(run)
