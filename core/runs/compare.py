@@ -17,13 +17,19 @@ CURVES = ("loss", "eval_loss", "learning_rate", "tokens_per_second", "memory_mb"
 
 
 def curves(run: RunFolder, x_axis: str = "step") -> dict[str, tuple[list, list]]:
-    """metric -> (xs, ys) of one run, for every metric in CURVES, on the chosen x axis. A record without
-    the x value (e.g. tokens seen in runs older than that field) is left out."""
+    """metric -> (xs, ys) of one run, for every metric in CURVES, on the chosen x axis. An eval record (it
+    carries a step only) takes the x of the training record of its step; a record with no x at all (e.g.
+    tokens seen in runs older than that field) is left out."""
     x_key = X_AXES[x_axis]
     records, _ = run.read_metrics()
+    at_step = {r["step"]: r[x_key] for r in records if r.get(x_key) is not None and r.get("step") is not None}
+
+    def x_of(record):
+        return record[x_key] if record.get(x_key) is not None else at_step.get(record.get("step"))
+
     drawn = {}
     for metric in CURVES:
-        points = [(r[x_key], r[metric]) for r in records if r.get(metric) is not None and r.get(x_key) is not None]
+        points = [(x_of(r), r[metric]) for r in records if r.get(metric) is not None and x_of(r) is not None]
         drawn[metric] = ([p[0] for p in points], [p[1] for p in points])
     return drawn
 
