@@ -42,8 +42,10 @@ def mark_resume(fig: go.Figure, step: int, label: str, panels: int) -> None:
     """A dashed vertical line at `step` on each of the first `panels` panels, labelled on the first."""
     for index in range(panels):
         row, col = divmod(index, 3)
-        fig.add_vline(x=step, line_dash="dash", line_color="grey", line_width=1, row=row + 1, col=col + 1,
-                      annotation_text=label if index == 0 else None, annotation_position="top left")
+        # Annotation arguments only where the label goes: plotly writes "new text" on a line given a position
+        # without a text.
+        labelled = {"annotation_text": label, "annotation_position": "top left"} if index == 0 else {}
+        fig.add_vline(x=step, line_dash="dash", line_color="grey", line_width=1, row=row + 1, col=col + 1, **labelled)
 
 
 # (metric, title key) of the Compare panels
