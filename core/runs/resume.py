@@ -12,11 +12,15 @@ A completed run is not resumed: it is continued as a new run that starts from it
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from core.runs import checkpoints, runner
 from core.runs.claims import job_file_claim
 from core.runs.folder import ACTIVE_STATES, RunFolder
+from core.runs.process_group import group_members
+
+LAST_ATTEMPT_WAIT_S = 30.0
 
 
 class NotResumable(ValueError):
@@ -53,12 +57,25 @@ def resume(run: RunFolder, workspace: Path) -> int:
         busy = runner.blocking_run(workspace, job_file_claim(run.job))
         if busy is not None:
             raise runner.busy_error(busy)
+        wait_for_last_attempt(run)
         step, folder = resume_point(run)
         checkpoints.remove_after(run, step)
         checkpoints.cut_metrics_after(run, step)
         run.stop_file.unlink(missing_ok=True)
         runner.launch_attempt(run, from_step=step, checkpoint=folder.name)
     return step
+
+
+def wait_for_last_attempt(run: RunFolder, timeout_s: float = LAST_ATTEMPT_WAIT_S) -> None:
+    """Wait until nothing of the last attempt's process group is left: a trainer writes `stopped` (or its
+    error) and then still takes a moment to exit, and two attempts must never write the folder at once."""
+    pgid = run.raw_status().get("pgid")
+    deadline = time.monotonic() + timeout_s
+    while pgid and group_members(pgid):
+        if time.monotonic() > deadline:
+            raise NotResumable(f"the last trainer of run {run.run_id} (process group {pgid}) is still ending; "
+                               "try again in a moment, or Kill it")
+        time.sleep(0.1)
 
 
 def continue_job(run: RunFolder) -> dict:

@@ -40,7 +40,9 @@ def supervise(run: RunFolder) -> int:
     run.write_status(pid=trainer.pid, supervisor=os.getpid(), pgid=os.getpgrp(), oom_kills_at_start=oom_kills)
     returncode = trainer.wait()
     status = run.raw_status()
-    if status["state"] in ACTIVE_STATES:
+    # A resume may already have opened the next attempt (the trainer wrote its verdict, then took a moment
+    # to exit): that attempt is not this supervisor's to judge.
+    if status.get("supervisor") == os.getpid() and status["state"] in ACTIVE_STATES:
         status = run.write_status(**run.death_verdict(status, returncode))
         print(f"[workbench] the trainer ended without reporting: {status['error']['message']}", flush=True)
     return 0
