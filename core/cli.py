@@ -56,15 +56,25 @@ def cmd_train(args) -> int:
     spec = _load_job(args, launch=True)
     if spec is None:
         return 2
+    run, code = _launched(lambda: runner.start(spec, args.workspace), " (`app.py queue` adds it to the queue)")
+    return _follow(run) if run else code
+
+
+def _launched(start, busy_hint: str = ""):
+    """(what `start()` returned, 0), or (None, exit code) with the refusal printed: 2 not resumable,
+    3 another run holds the devices, 1 the process could not be launched (the run folder says failed)."""
+    from core.runs import resume, runner
+
     try:
-        run = runner.start(spec, args.workspace)
+        return start(), 0
+    except resume.NotResumable as err:
+        code, text = 2, str(err)
     except runner.RunnerBusy as err:
-        print(f"error: {err} (`app.py queue` adds it to the queue)", file=sys.stderr)
-        return 3
-    except runner.LaunchError as err:  # the run folder says failed, with this reason
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    return _follow(run)
+        code, text = 3, f"{err}{busy_hint}"
+    except runner.LaunchError as err:
+        code, text = 1, str(err)
+    print(f"error: {text}", file=sys.stderr)
+    return None, code
 
 
 def _follow(run) -> int:
@@ -107,7 +117,7 @@ RUN_COLUMNS = (  # (heading, width, value of a history.RunRow)
     ("state", 9, lambda r: r.state + (f" #{r.queue_position}" if r.queue_position else "")),
     ("method", 8, lambda r: r.method),
     ("started", 16, lambda r: time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started_at)) if r.started_at else ""),
-    ("time", 8, lambda r: _minutes(r.duration_s)),
+    ("time", 8, lambda r: r.duration_text),
     ("steps", 9, lambda r: f"{r.step}/{r.total_steps}" if r.total_steps else ""),
     ("loss", 7, lambda r: _figure(r.final_loss)),
     ("eval", 7, lambda r: _figure(r.best_eval_loss)),
@@ -120,13 +130,6 @@ RUN_COLUMNS = (  # (heading, width, value of a history.RunRow)
 
 def _figure(value, spec: str = ".4g") -> str:
     return "" if value is None else format(value, spec)
-
-
-def _minutes(seconds) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def cmd_runs(args) -> int:
@@ -163,22 +166,14 @@ def cmd_queue(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from core.runs import resume, runner
+    from core.runs import resume
 
     run = _find_run(args)
     if run is None:
         return 2
-    try:
-        step = resume.resume(run, args.workspace)
-    except resume.NotResumable as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except runner.RunnerBusy as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    except runner.LaunchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    step, code = _launched(lambda: resume.resume(run, args.workspace))
+    if step is None:
+        return code
     print(f"resuming {run.run_id} from step {step}", file=sys.stderr)
     if args.detach:
         print(run.path)

@@ -6,6 +6,7 @@ import html
 import time
 
 from core.runs import failure
+from core.runs.history import clock
 from webui import i18n
 
 
@@ -29,11 +30,7 @@ def reason_html(status: dict | None, log_text: str, lang: str) -> str:
             f"<div>{advice}</div>{frames}</div>")
 
 
-def duration_text(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+duration_text = clock  # h:mm:ss, as the terminal's `app.py runs` shows it
 
 
 def when_text(stamp: float | None) -> str:

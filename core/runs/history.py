@@ -59,6 +59,10 @@ class RunRow:
     def to_json(self) -> dict:
         return asdict(self)
 
+    @property
+    def duration_text(self) -> str:
+        return clock(self.duration_s)
+
 
 # --- reading ---------------------------------------------------------------------------------------------
 
@@ -127,6 +131,14 @@ def folder_size(path: Path) -> int:
 def adapter_weights_size(run: RunFolder) -> int:
     """Bytes of the adapter's weights (what its rank and targets cost; the tokenizer beside them is not counted)."""
     return sum(p.stat().st_size for p in (run.adapter_dir / name for name in ADAPTER_WEIGHTS) if p.is_file())
+
+
+def clock(seconds: float | None) -> str:
+    """A duration as h:mm:ss ("" when unknown)."""
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def run_times(status: dict, now: float | None = None) -> tuple[float | None, float | None]:
