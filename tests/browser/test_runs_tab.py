@@ -1,6 +1,7 @@
 """The Runs tab in real Chromium: it lists runs started in the page and from a terminal; a stopped run
-resumes from its checkpoint and its chart goes on as one curve with the resume point marked; two finished
-runs compare with both curves overlaid and the settings in which they differ."""
+resumes from its checkpoint and its chart goes on as one curve with the resume point marked; Start while
+it runs offers "Add to queue", and the queued job runs after it; two finished runs compare with both
+curves overlaid and the settings in which they differ."""
 from __future__ import annotations
 
 import subprocess
@@ -10,11 +11,12 @@ import pytest
 import yaml
 
 from core.paths import PROJECT_ROOT
-from core.runs import runner
+from core.runs import queue, runner
 from tests.browser.test_train_tab import STATE, set_field, wait_for
-from tests.helpers import tiny_job, tiny_spec, wait_for_end, wait_for_step
+from tests.helpers import tiny_job, tiny_spec, wait_for_end, wait_for_step, wait_until
 
 pytestmark = pytest.mark.browser
+STEPS = 24  # the resumed run: long enough to still run while the page queues a job behind it
 
 OPEN_STATE = "() => { const d = document.querySelector('#runs-open'); return d ? d.dataset.state : null; }"
 TABLE_TEXT = "() => document.querySelector('#runs-table').innerText"
@@ -44,7 +46,7 @@ def test_runs_tab_lists_resumes_and_compares(server, page, tmp_path, tiny_model_
     assert done.returncode == 0, done.stderr[-2000:]
     cli_run = done.stdout.strip().splitlines()[-1].rsplit("/", 1)[-1]
     # A stopped run with the checkpoint that Stop wrote.
-    stopped = runner.start(tiny_spec(tiny_model_dir, train={"max_steps": 12, "save_steps": 1000},
+    stopped = runner.start(tiny_spec(tiny_model_dir, train={"max_steps": STEPS, "save_steps": 1000},
                                      runtime={"threads": 1}), workspace)
     wait_for_step(stopped, 3)
     runner.stop(stopped)
@@ -67,11 +69,27 @@ def test_runs_tab_lists_resumes_and_compares(server, page, tmp_path, tiny_model_
     choose(page, "runs-pick", stopped.run_id)
     wait_for(page, OPEN_STATE, lambda s: s == "stopped", 30, "the stopped run to open")
     page.click("#runs-resume")
-    wait_for(page, OPEN_STATE, lambda s: s == "completed", 240, "the resumed run to complete")
-    chart = wait_for(page, RUN_CHART, lambda c: c and len(c["steps"]) == 12, 30, "the chart to show all 12 steps")
-    assert chart["steps"] == list(range(1, 13)), "one continuous curve, every step once"
+    wait_for(page, OPEN_STATE, lambda s: s == "running", 60, "the resumed run to run")
+
+    page.click("#tab-train-button")  # the form still holds the page's job
+    page.click("#start-button")
+    page.wait_for_selector("#train-queue", state="visible", timeout=30000)
+    assert "Not started" in page.inner_text("#train-message")
+    page.click("#train-queue")
+    page.wait_for_selector("#train-message:has-text('Queued as')", timeout=30000)
+    (entry,) = queue.entries(workspace)
+    page.click("#tab-runs-button")
+    wait_for(page, "() => document.querySelector('#runs-queue-table').innerText", lambda t: entry.entry_id in t, 30,
+             "the queued job in the queue table")
+
+    wait_for(page, OPEN_STATE, lambda s: s == "completed", 300, "the resumed run to complete")
+    chart = wait_for(page, RUN_CHART, lambda c: c and len(c["steps"]) == STEPS, 30, "the chart to show every step")
+    assert chart["steps"] == list(range(1, STEPS + 1)), "one continuous curve, every step once"
     assert stopped_at in chart["marks"], chart
-    assert "2" in page.inner_text("#runs-open")  # the attempts line
+    assert "2 attempts" in page.inner_text("#runs-open")
+    queued_run = wait_until(lambda: queue.started_runs(workspace).get(entry.entry_id), 60, "the queued job to start")
+    assert wait_for_end(queued_run)["state"] == "completed"
+    wait_for(page, TABLE_TEXT, lambda t: queued_run.run_id in t, 30, "the queued job's run in the table")
 
     choose(page, "runs-compare-pick", cli_run)
     choose(page, "runs-compare-pick", ui_run)
