@@ -90,6 +90,11 @@ def test_runs_tab_lists_resumes_and_compares(server, page, tmp_path, tiny_model_
     queued_run = wait_until(lambda: queue.started_runs(workspace).get(entry.entry_id), 60, "the queued job to start")
     assert wait_for_end(queued_run)["state"] == "completed"
     wait_for(page, TABLE_TEXT, lambda t: queued_run.run_id in t, 30, "the queued job's run in the table")
+    page.click("#runs-load")  # the open run's job goes into the Train tab's form
+    page.wait_for_selector("#start-button", state="visible", timeout=30000)
+    wait_for(page, "() => document.querySelector('#field-train-max-steps input').value", lambda v: v == str(STEPS),
+             30, "the loaded job's max_steps in the form")
+    page.click("#tab-runs-button")
 
     choose(page, "runs-compare-pick", cli_run)
     choose(page, "runs-compare-pick", ui_run)
