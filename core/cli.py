@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from core.paths import WORKSPACE_ENV, default_workspace
+from core.runs.process_group import DEFAULT_GRACE_S
 from core.runtime.quiet import keep_library_output_in
 
 EXPORT_POSITIONAL = ("run",)
@@ -64,8 +66,6 @@ def print_node_commands(spec, file) -> None:
 
 
 def cmd_train(args) -> int:
-    from tqdm import tqdm
-
     from core.runs import runner
 
     if args.print_node_command:
@@ -82,17 +82,38 @@ def cmd_train(args) -> int:
     if spec is None:
         return 2
     _warn_if_too_big(spec)
-    try:
-        run = runner.start(spec, args.workspace)
-    except runner.RunnerBusy as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 3
-    except runner.LaunchError as err:  # the run folder says failed, with this reason
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    run, code = _launched(lambda: runner.start(spec, args.workspace), " (`app.py queue` adds it to the queue)")
+    if run is None:
+        return code
     if spec.runtime.nodes > 1 and spec.runtime.node_rank == 0:
         print(f"main node of {spec.runtime.nodes}: the same command with --print-node-command prints what to run "
               "on the others", file=sys.stderr)
+    return _follow(run)
+
+
+def _launched(start, busy_hint: str = ""):
+    """(what `start()` returned, 0), or (None, exit code) with the refusal printed: 2 not resumable,
+    3 another run holds the devices, 1 the process could not be launched (the run folder says failed)."""
+    from core.runs import resume, runner
+
+    try:
+        return start(), 0
+    except resume.NotResumable as err:
+        code, text = 2, str(err)
+    except runner.RunnerBusy as err:
+        code, text = 3, f"{err}{busy_hint}"
+    except runner.LaunchError as err:
+        code, text = 1, str(err)
+    print(f"error: {text}", file=sys.stderr)
+    return None, code
+
+
+def _follow(run) -> int:
+    """Show the run's progress until it ends (Ctrl-C asks it to stop and save); print its folder last."""
+    from tqdm import tqdm
+
+    from core.runs import runner
+
     bar = tqdm(total=0, unit="step", desc=run.run_id, file=sys.stderr, mininterval=1.0)
 
     def tick(status):
@@ -124,6 +145,107 @@ def _warn_if_too_big(spec) -> None:
     if too_big:
         print(f"warning: the estimated peak memory ({too_big[0] / 2**20:,.0f} MiB) exceeds the free memory "
               f"({too_big[1] / 2**20:,.0f} MiB); the run may run out of memory", file=sys.stderr)
+
+
+def _find_run(args):
+    from core.runs.history import RunNotFound, find_run
+
+    try:
+        return find_run(args.workspace, args.run)
+    except RunNotFound as err:
+        print(f"error: {err}", file=sys.stderr)
+        return None
+
+
+RUN_COLUMNS = (  # (heading, width, value of a history.RunRow)
+    ("run", 30, lambda r: r.name),
+    ("state", 9, lambda r: r.state + (f" #{r.queue_position}" if r.queue_position else "")),
+    ("method", 8, lambda r: r.method),
+    ("started", 16, lambda r: time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started_at)) if r.started_at else ""),
+    ("time", 8, lambda r: r.duration_text),
+    ("steps", 9, lambda r: f"{r.step}/{r.total_steps}" if r.total_steps else ""),
+    ("loss", 7, lambda r: _figure(r.final_loss)),
+    ("eval", 7, lambda r: _figure(r.best_eval_loss)),
+    ("tok/s", 7, lambda r: _figure(r.tokens_per_second, ".0f")),
+    ("peak MB", 8, lambda r: _figure(r.peak_memory_mb, ".0f")),
+    ("adapter MB", 10, lambda r: _figure(r.adapter_bytes / 1e6 if r.adapter_bytes else None, ".1f")),
+    ("reason", 0, lambda r: r.reason or ""),
+)
+
+
+def _figure(value, spec: str = ".4g") -> str:
+    return "" if value is None else format(value, spec)
+
+
+def cmd_runs(args) -> int:
+    """Every run and queued job of the workspace: a table, or JSON objects with --json."""
+    import json
+
+    from core.runs import history, scheduler
+
+    scheduler.ensure_running(args.workspace)  # jobs waiting and no scheduler (after a restart): start one
+    rows = history.all_rows(args.workspace)
+    if args.json:
+        print(json.dumps([row.to_json() for row in rows], indent=1))
+        return 0
+    print("  ".join(f"{head:<{width}}" if width else head for head, width, _ in RUN_COLUMNS).rstrip())
+    for row in rows:
+        print("  ".join(f"{value(row):<{width}.{width}}" if width else value(row)
+                        for _, width, value in RUN_COLUMNS).rstrip())
+    return 0
+
+
+def cmd_queue(args) -> int:
+    """Add a job to the workspace's queue; the scheduler starts it when the devices it needs are free."""
+    from core.runs import queue, scheduler
+    from core.spec import dump_spec
+
+    spec = _load_job(args, launch=True)
+    if spec is None:
+        return 2
+    entry = queue.add(args.workspace, dump_spec(spec))
+    scheduler.ensure_running(args.workspace)
+    print(f"queued as {entry.entry_id}, position {entry.position}", file=sys.stderr)
+    print(entry.path)
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from core.runs import resume
+
+    run = _find_run(args)
+    if run is None:
+        return 2
+    step, code = _launched(lambda: resume.resume(run, args.workspace))
+    if step is None:
+        return code
+    print(f"resuming {run.run_id} from step {step}", file=sys.stderr)
+    if args.detach:
+        print(run.path)
+        return 0
+    return _follow(run)
+
+
+def cmd_stop(args) -> int:
+    from core.runs import runner
+
+    run = _find_run(args)
+    if run is None:
+        return 2
+    if not run.is_active():
+        print(f"error: run {run.run_id} is {run.status()['state']}, not running", file=sys.stderr)
+        return 1
+    if args.kill:
+        ended = runner.kill(run, args.grace)
+        how = {"terminated": "ended on SIGTERM", "killed": f"needed SIGKILL after {args.grace:g} s",
+               "gone": "had already ended"}[ended]
+        print(f"killed {run.run_id}: its process group {how}; it resumes from its last checkpoint", file=sys.stderr)
+    else:
+        runner.stop(run)
+        print(f"asked {run.run_id} to stop: it saves a checkpoint and its adapter after the current step",
+              file=sys.stderr)
+    print(run.path)
+    return 0
 
 
 def cmd_serve(args) -> int:
@@ -380,6 +502,22 @@ def build_parser() -> argparse.ArgumentParser:
     k8s.add_argument("--namespace", default=None, help="namespace of both resources (default: kubectl's)")
     k8s.add_argument("--workdir", default="/workbench", help="the project folder inside the image (default /workbench)")
     k8s.add_argument("--out", default=None, help="manifest file to write (default: NAME-pytorchjob.yaml here)")
+    runs = sub.add_parser("runs", parents=[workspace], help="list every run and queued job of the workspace")
+    runs.add_argument("--json", action="store_true",
+                      help="print a JSON list of objects (run_id, path, state, reason, step, total_steps, started_at...)")
+    _job_args(sub.add_parser("queue", parents=[workspace],
+                             help="add a job to the queue; it starts when the runs before it are done"))
+    resume = sub.add_parser("resume", parents=[workspace],
+                            help="continue a failed or stopped run from its last checkpoint, in the same folder")
+    resume.add_argument("run", help="a run id (or its start) from `app.py runs`, or a run folder")
+    resume.add_argument("--detach", action="store_true", help="return at once instead of following the run")
+    stop = sub.add_parser("stop", parents=[workspace], help="stop a run after its current step, saving it")
+    stop.add_argument("run", help="a run id (or its start) from `app.py runs`, or a run folder")
+    stop.add_argument("--kill", action="store_true",
+                      help="end its whole process group now: SIGTERM, then SIGKILL after --grace seconds; it stays "
+                           "resumable from its last checkpoint")
+    stop.add_argument("--grace", type=float, default=DEFAULT_GRACE_S,
+                      help=f"seconds between SIGTERM and SIGKILL with --kill (default {DEFAULT_GRACE_S:g})")
     export = sub.add_parser("export", parents=[workspace],
                             help="merge a run's adapter into its base and write a model folder")
     add_option_flags(export, ExportOptions, positional=EXPORT_POSITIONAL)
@@ -394,5 +532,6 @@ def main(argv: list[str]) -> int:
     if command == "passwd":  # touches no workspace
         return cmd_passwd(args)
     handlers = {"serve": cmd_serve, "train": cmd_train, "bench": cmd_bench, "params": cmd_params,
-                "data": cmd_data, "export": cmd_export, "k8s": cmd_k8s}
+                "data": cmd_data, "export": cmd_export, "runs": cmd_runs, "queue": cmd_queue,
+                "resume": cmd_resume, "stop": cmd_stop, "k8s": cmd_k8s}
     return handlers[command](args)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from core.runs import scheduler
 from core.runtime.disk import make_folder
 from core.safety.access import MAX_UPLOAD_BYTES, UPLOAD_CACHE_CLEANUP, AccessPolicy
 from core.safety.login import Credentials, login_checker
@@ -14,6 +15,7 @@ from webui.chat_tab import build_chat_tab, end_session
 from webui.data_tab import build_data_tab
 from webui.export_tab import build_export_tab
 from webui.language import PageLanguage
+from webui.runs_tab import build_runs_tab
 from webui.train_tab import build_train_tab
 
 
@@ -24,15 +26,18 @@ def build_app(workspace: Path, lang: str = "en", policy: AccessPolicy | None = N
     if problem:
         print(f"warning: {problem}", file=sys.stderr)
     policy = policy or server_policy(workspace)
+    scheduler.ensure_running(workspace)  # jobs left in the queue by an earlier session start now
     with gr.Blocks(title="LoRA Workbench", delete_cache=UPLOAD_CACHE_CLEANUP) as demo:
         with gr.Row():
             gr.Markdown(**i18n.props("title", lang))
             language = gr.Radio(choices=[(v, k) for k, v in i18n.LANGUAGES.items()], value=lang,
                                 **i18n.props("language", lang))
         page = PageLanguage(lang, language)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab(id="train", **i18n.props("tab-train", lang)):
                 train = build_train_tab(workspace, page, policy)
+            with gr.Tab(id="runs", **i18n.props("tab-runs", lang)) as runs_tab:
+                runs = build_runs_tab(workspace, page, train, tabs)
             with gr.Tab(id="data", **i18n.props("tab-data", lang)):
                 build_data_tab(workspace, page, train["form"], policy)
             with gr.Tab(id="chat", **i18n.props("tab-chat", lang)) as chat_tab:
@@ -41,6 +46,8 @@ def build_app(workspace: Path, lang: str = "en", policy: AccessPolicy | None = N
                 export = build_export_tab(workspace, page, policy)
 
         page.wire(demo)
+        runs_tab.select(*runs["refresh"], show_progress="hidden")
+        train["run_ended"].change(*runs["refresh"], show_progress="hidden")
         # Runs finish while the page is open: the run pickers look again when the page loads, when their tab
         # is opened and when a run ends, and then offer a run that became usable since they last looked.
         for tab, pick in ((chat_tab, chat["pick"]), (export_tab, export["pick"])):

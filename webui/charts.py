@@ -14,8 +14,9 @@ PANELS = [
 ]
 
 
-def training_figure(records: list[dict], titles: dict[str, str]) -> go.Figure:
-    """One figure, one panel per metric; eval loss joins the loss panel when present."""
+def training_figure(records: list[dict], titles: dict[str, str], resumed_at: list[int] = ()) -> go.Figure:
+    """One figure, one panel per metric; eval loss joins the loss panel when present. A resumed run is one
+    continuous curve; each step where an attempt took over is marked with a dashed line."""
     fig = make_subplots(rows=2, cols=3, subplot_titles=[titles[t] for _, t in PANELS], vertical_spacing=0.18)
     for index, (key, _) in enumerate(PANELS):
         row, col = divmod(index, 3)
@@ -30,8 +31,48 @@ def training_figure(records: list[dict], titles: dict[str, str]) -> go.Figure:
             if evals:
                 fig.add_trace(go.Scatter(x=[p[0] for p in evals], y=[p[1] for p in evals], mode="lines+markers",
                                          name=titles.get("chart.eval_loss", "eval loss")), row=1, col=1)
+    for step in resumed_at:
+        mark_resume(fig, step, titles.get("chart.resumed", "resumed"), len(PANELS))
     fig.update_layout(height=520, showlegend=False, margin={"l": 40, "r": 20, "t": 40, "b": 30}, uirevision="keep")
     fig.update_xaxes(title_text=titles.get("chart.step", "step"), title_standoff=2)
+    return fig
+
+
+def mark_resume(fig: go.Figure, step: int, label: str, panels: int) -> None:
+    """A dashed vertical line at `step` on each of the first `panels` panels, labelled on the first."""
+    for index in range(panels):
+        row, col = divmod(index, 3)
+        # Annotation arguments only where the label goes: plotly writes "new text" on a line given a position
+        # without a text.
+        labelled = {"annotation_text": label, "annotation_position": "top left"} if index == 0 else {}
+        fig.add_vline(x=step, line_dash="dash", line_color="grey", line_width=1, row=row + 1, col=col + 1, **labelled)
+
+
+# (metric, title key) of the Compare panels
+COMPARE_PANELS = [
+    ("loss", "chart.loss"),
+    ("eval_loss", "chart.eval_loss"),
+    ("learning_rate", "chart.learning_rate"),
+    ("tokens_per_second", "chart.tokens_per_second"),
+    ("memory_mb", "chart.memory_mb"),
+]
+COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
+
+
+def compare_figure(runs: list[tuple[str, dict]], titles: dict[str, str], x_title: str) -> go.Figure:
+    """Several runs overlaid: one panel per metric, one colour per run (named in the legend).
+    `runs` holds (label, {metric: (xs, ys)}) pairs."""
+    fig = make_subplots(rows=2, cols=3, subplot_titles=[titles[t] for _, t in COMPARE_PANELS], vertical_spacing=0.18)
+    for number, (label, curves) in enumerate(runs):
+        colour = COLOURS[number % len(COLOURS)]
+        for index, (metric, _) in enumerate(COMPARE_PANELS):
+            xs, ys = curves.get(metric, ([], []))
+            row, col = divmod(index, 3)
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=label, legendgroup=label,
+                                     showlegend=index == 0, line={"color": colour}, marker={"size": 3}),
+                          row=row + 1, col=col + 1)
+    fig.update_layout(height=560, margin={"l": 40, "r": 20, "t": 40, "b": 30}, legend={"orientation": "h", "y": -0.12})
+    fig.update_xaxes(title_text=x_title, title_standoff=2)
     return fig
 
 

@@ -16,17 +16,18 @@ from core.form_layout import form_sections, shown_for
 from core.methods import METHODS
 from core.models.params import ParamCountError, count_parameters
 from core.paths import PRESETS_DIR
-from core.runs import runner
+from core.runs import queue, runner, scheduler
 from core.runs.folder import ACTIVE_STATES, RunFolder, active_run
-from core.runs.views import RunWatch
+from core.runs.views import RunWatch, resume_marks
 from core.runtime.hardware import cpu_cores, gpus
 from core.runtime.nodes import node_commands
 from core.safety.access import AccessPolicy
-from core.spec import BUNDLED_MODEL, JobSpec, SpecError, check_launch, load_spec, spec_from_dict
+from core.spec import BUNDLED_MODEL, JobSpec, SpecError, check_launch, dump_spec, load_spec, spec_from_dict
 from webui import i18n
 from webui.charts import GPU_PANELS, PANELS, gpu_figure, has_gpu_metrics, has_ranks, ranks_figure, training_figure
 from webui.form import JobForm
 from webui.language import PageLanguage
+from webui.run_text import reason_html
 
 LOG_LINES = 16
 # Besides the model and the method, the fields the memory estimate under the parameter count reads.
@@ -93,10 +94,7 @@ def progress_html(run: RunFolder | None, status: dict | None, records: list[dict
     label = i18n.text(f"state.{state}", lang)
     key = "progress.line" if state in ACTIVE_STATES else "progress.done"
     line = i18n.text(key, lang, run=run.run_id, state=label, step=step, total=total or "?", eta=format_eta(eta))
-    error = ""
-    if state == "failed" and status.get("error"):
-        err = status["error"]
-        error = f"<div class='train-error'><b>{html.escape(str(err.get('kind')))}</b>: {html.escape(str(err.get('message')))}</div>"
+    error = reason_html(status, run.log_tail(8000), lang) if status.get("error") else ""
     return (
         f"<div id='train-progress' data-state='{state}' data-step='{step}'>"
         f"<progress max='100' value='{percent:.1f}' style='width:100%'></progress>"
@@ -165,7 +163,7 @@ def too_big_message(spec) -> list:
 
 
 def chart_titles(lang: str) -> dict[str, str]:
-    keys = [t for _, t in PANELS + GPU_PANELS] + ["chart.eval_loss", "chart.step"]
+    keys = [t for _, t in PANELS + GPU_PANELS] + ["chart.eval_loss", "chart.step", "chart.resumed"]
     return {k: i18n.text(k, lang) for k in keys}
 
 
@@ -226,6 +224,8 @@ def build_train_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -
 
     with gr.Row():
         start = gr.Button(variant="primary", **i18n.props("start-button", lang))
+        # Offered when Start finds a run still going: the job waits in the queue and starts after it.
+        enqueue = gr.Button(visible=False, **i18n.props("train-queue", lang))
         stop = gr.Button(variant="stop", **i18n.props("stop-button", lang))
     message = page.message("train-message")
     progress = gr.HTML(progress_html(None, None, [], lang), elem_id="train-progress-box")
@@ -259,24 +259,29 @@ def build_train_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -
             return [gr.skip()] * (1 + len(form.inputs)) + [[f"**{html.escape(name)}**: {html.escape(str(err))}"]]
         return [spec.method, *form.values_from(spec), []]
 
+    def checked_spec(method_name, values):
+        spec = spec_from_dict(form.to_dict(method_name, list(values)))
+        check_launch(spec, policy)  # model, data, device and the method's backend: only when starting
+        return spec
+
     def on_start(current, lang_now, method_name, *values):
+        hidden = gr.update(visible=False)
         try:
-            spec = spec_from_dict(form.to_dict(method_name, list(values)))
-            check_launch(spec, policy)  # model, data, device and the method's backend: only when starting
+            spec = checked_spec(method_name, values)
         except SpecError as err:
-            return current, spec_problems(err), gr.skip()
+            return current, spec_problems(err), gr.skip(), hidden
         warning = too_big_message(spec)
         try:
             run = runner.start(spec, workspace)
         except runner.RunnerBusy as err:
-            return current, ["**", ["busy"], f"** {html.escape(str(err))}"], gr.skip()
+            return current, ["**", ["busy"], f"** {html.escape(str(err))}"], gr.skip(), gr.update(visible=True)
         except runner.LaunchError as err:  # the process could not be started; the run folder says failed
-            return current, ["**", ["launch_failed"], f"** {html.escape(str(err))}"], gr.skip()
+            return current, ["**", ["launch_failed"], f"** {html.escape(str(err))}"], gr.skip(), hidden
         # Show the new run at once, not the previous run's last state until the next tick; with the launch
         # checks' warnings (no chat template, little free disk), which do not stop it.
         notes = [f"\n\n- {html.escape(note)}" for note in spec.notes]
         return (RunWatch.of(run), [*warning, ["started", {"run": run.run_id}], *notes],
-                progress_html(run, run.status(), [], lang_now))
+                progress_html(run, run.status(), [], lang_now), hidden)
 
     def on_nodes(nodes):
         several = bool(nodes) and nodes > 1
@@ -290,6 +295,15 @@ def build_train_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -
             return gr.skip(), spec_problems(err)
         return gr.update(value=node_command_text(node_commands(spec)), visible=True), []
 
+    def on_enqueue(method_name, *values):
+        try:
+            spec = checked_spec(method_name, values)
+        except SpecError as err:
+            return spec_problems(err), gr.skip()
+        entry = queue.add(workspace, dump_spec(spec))
+        scheduler.ensure_running(workspace)
+        return [["queued", {"entry": entry.entry_id, "position": entry.position}]], gr.update(visible=False)
+
     def on_stop():
         run = active_run(workspace)
         if run is None:
@@ -300,7 +314,8 @@ def build_train_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -
     def draw(current: RunWatch, status: dict | None, lang_now: str, redraw: bool = True) -> list:
         """progress, charts, log, ranks, GPU charts for what the watch has read."""
         run = current.folder
-        figure = training_figure(current.records, chart_titles(lang_now)) if redraw else gr.skip()
+        marks = resume_marks(status) if status else []
+        figure = training_figure(current.records, chart_titles(lang_now), marks) if redraw else gr.skip()
         rank_map = ranks_update(current.records, lang_now) if redraw else gr.skip()
         gpu_map = gpu_update(current.records, lang_now) if redraw else gr.skip()
         tail = "\n".join(run.log_tail().splitlines()[-LOG_LINES:]) if run else ""  # the newest lines, whole
@@ -337,7 +352,9 @@ def build_train_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -
     method_boxes = [form.section_boxes[s.name] for s in method_owned]
     method.change(on_method, [method, page.language], [explainer, *method_boxes])
     preset.change(on_preset, [preset], [method, *form.inputs, message], api_name="train_preset")
-    start.click(on_start, [watch, page.language, method, *form.inputs], [watch, message, progress], api_name="train_start")
+    start.click(on_start, [watch, page.language, method, *form.inputs], [watch, message, progress, enqueue],
+                api_name="train_start")
+    enqueue.click(on_enqueue, [method, *form.inputs], [message, enqueue], api_name="train_enqueue")
     stop.click(on_stop, None, [message])
     form.components["runtime.nodes"].change(on_nodes, [form.components["runtime.nodes"]],
                                             [extras["node_button"], extras["node_code"]], show_progress="hidden")
@@ -352,6 +369,6 @@ def build_train_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) -
     page.also(on_switch, [watch, method], [explainer, progress, charts, log, ranks, gpu_charts])
     page.also(lambda lang_now: [machine_text(cores, found, lang_now)], [], [extras["machine"]])
 
-    return {"form": form, "run_ended": run_ended,
+    return {"form": form, "method": method, "run_ended": run_ended,
             "load": (on_load, [page.language], [watch, progress, charts, log, ranks, gpu_charts, method, *form.inputs]),
             "count": (on_count, count_inputs, [param_count])}

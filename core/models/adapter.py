@@ -16,6 +16,7 @@ class RunNotReady(ValueError):
 
 
 USABLE_STATES = ("completed", "stopped")  # a stopped run saved its adapter too
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 def unusable_reason(run: RunFolder) -> str | None:
@@ -27,6 +28,8 @@ def unusable_reason(run: RunFolder) -> str | None:
         return f"run {run.run_id} is {state}; only a completed or stopped run has an adapter to use"
     if not (run.adapter_dir / "adapter_config.json").is_file():
         return f"run {run.run_id} is {state} but has no adapter/ folder"
+    if not any((run.adapter_dir / name).is_file() for name in ADAPTER_WEIGHTS):
+        return f"run {run.run_id} is {state} but its adapter/ folder holds no weights"
     return None
 
 

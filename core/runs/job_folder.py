@@ -103,20 +103,28 @@ class JobFolder:
         return status
 
     def status(self) -> dict:
-        """The status as written, except that a job whose process died without saying so reads as failed."""
+        """The status as written, except that a job whose process died without saying so reads as failed
+        (or as its kind words it, see `death_verdict`), and that verdict is written down for every later reader."""
         status = self.raw_status()
-        if status["state"] in ACTIVE_STATES and status.get("pid") and not pid_alive(status["pid"]):
+        if status["state"] in ACTIVE_STATES and self.worker_gone(status):
             status = self.raw_status()  # it may have written its last word just now
-            if status["state"] in ACTIVE_STATES:
-                verdict = dict(state="failed", ended_at=time.time(), error={
-                    "kind": "ProcessDied",
-                    "message": f"the {self.WORKER} process ended without reporting; see {self.LOG_NAME}"})
+            if status["state"] in ACTIVE_STATES and self.worker_gone(status):
+                verdict = self.death_verdict(status)
                 try:
                     status = self.write_status(**verdict)
                 except OSError as err:  # a full disk: the reader still gets the verdict, and says why it is not saved
                     verdict["error"]["message"] += f" (status.json could not be updated: {err.strerror})"
                     status = {**status, **verdict}
         return status
+
+    def worker_gone(self, status: dict) -> bool:
+        """True when the active job's process no longer exists (before it has a pid, it is being launched)."""
+        return bool(status.get("pid")) and not pid_alive(status["pid"])
+
+    def death_verdict(self, status: dict, returncode: int | None = None) -> dict:
+        """The status changes that record a worker that ended without reporting."""
+        return {"state": "failed", "ended_at": time.time(), "error": {
+            "kind": "ProcessDied", "message": f"the {self.WORKER} process ended without reporting; see {self.LOG_NAME}"}}
 
     def is_active(self) -> bool:
         return self.status()["state"] in ACTIVE_STATES

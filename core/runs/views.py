@@ -39,6 +39,7 @@ class RunWatch:
     records: list[dict] = field(default_factory=list)
     state: str | None = None    # the state seen at the last look
     step: int | None = None
+    attempts: int = 0           # attempts seen: a resume starts a new one and rewrites metrics.jsonl
 
     @property
     def folder(self) -> RunFolder | None:
@@ -64,14 +65,51 @@ class RunWatch:
         return self
 
     def look(self) -> Look:
-        """Read what the run folder gained since the last look."""
+        """Read what the run folder gained since the last look. When the run was resumed since (its metrics
+        were cut back to the checkpoint's step), everything is read again from the start."""
         run = self.folder
-        new, offset = run.read_metrics(self.offset)
         status = run.status()
-        after = replace(self, offset=offset, records=self.records + new, state=status["state"], step=status.get("step"))
+        attempts = len(status.get("attempts") or [])
+        current = self
+        if attempts != self.attempts or metrics_size(run) < self.offset:
+            current = replace(self, offset=0, records=[], attempts=attempts)
+        new, offset = run.read_metrics(current.offset)
+        after = replace(current, offset=offset, records=current.records + new, state=status["state"],
+                        step=status.get("step"))
         return Look(watch=after, status=status, new=new,
                     moved=bool(new) or status["state"] != self.state or status.get("step") != self.step,
                     ended=self.state in ACTIVE_STATES and status["state"] in FINAL_STATES)
+
+
+def metrics_size(run: RunFolder) -> int:
+    try:
+        return run.metrics_file.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def resume_marks(status: dict) -> list[int]:
+    """The steps at which later attempts took over (charts mark them on one continuous curve)."""
+    return [a.get("from_step") or 0 for a in (status.get("attempts") or [])[1:]]
+
+
+@dataclass
+class RunActions:
+    """What a run offers now: the buttons of the Runs tab and the commands that work on it."""
+
+    stop: bool      # ask it to stop after the current step
+    kill: bool      # end its process group now
+    resume: bool    # continue it from its last checkpoint
+    extend: bool    # train its adapter further as a new run
+    delete: bool
+
+    @classmethod
+    def of(cls, run: RunFolder, status: dict) -> RunActions:
+        from core.runs.resume import why_not_resumable
+
+        active = status["state"] in ACTIVE_STATES
+        return cls(stop=active, kill=active, resume=why_not_resumable(run, status) is None,
+                   extend=not active and (run.adapter_dir / "adapter_config.json").is_file(), delete=not active)
 
 
 @dataclass

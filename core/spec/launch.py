@@ -18,7 +18,7 @@ from pathlib import Path
 
 from core.spec.parse import SpecError
 from core.spec.rules import precision_problem
-from core.spec.schema import JobSpec
+from core.spec.schema import JobSpec, used_sections
 
 # Rendered through the model's chat template at launch: a template that loops is stopped here, with its
 # message, instead of hanging the trainer before its first step. No system turn: some templates refuse one.
@@ -41,6 +41,7 @@ def check_launch(spec: JobSpec, policy=None) -> list[str]:
         problems += _eval_split_problems(spec, reports)
         if folder is not None and not model_problems:
             problems += _max_length_problems(spec)
+    problems += _init_adapter_problems(spec)
     reported = {key for key, _ in problems}
     problems += [p for p in METHODS[spec.method].check_launch(spec) if p[0] not in reported]
     if problems:
@@ -88,6 +89,32 @@ def _template_problems(spec: JobSpec) -> list[tuple[str, str]]:
     except Exception as err:  # a Jinja error or the template's own raise_exception
         return [("model.path", f"the model's chat template fails on a plain user/assistant conversation: "
                                f"{type(err).__name__}: {str(err)[:500]}")]
+    return []
+
+
+def _init_adapter_problems(spec: JobSpec) -> list[tuple[str, str]]:
+    """The adapter a job starts from must be there, and (when it is a run's) come from the same method and base."""
+    import yaml
+
+    folder = spec.model.init_adapter
+    if not folder:
+        return []
+    path = Path(folder).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        return [("model.init_adapter", f"no adapter at {folder} (a run's adapter/ folder holds adapter_config.json)")]
+    if "lora" in used_sections(spec.method) and spec.lora.init.startswith("pissa"):
+        return [("model.init_adapter", "lora.init pissa builds a new adapter from the base's weights; "
+                                       "it cannot start from an existing adapter (use lora.init default)")]
+    try:
+        run_job = yaml.safe_load((path.parent / "job.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return []  # not a run's adapter: the trainer finds out whether it fits
+    method = run_job.get("method")
+    base = (run_job.get("model") or {}).get("path")
+    if method and method != spec.method:
+        return [("model.init_adapter", f"the adapter was trained with method {method}, this job uses {spec.method}")]
+    if base and base != spec.model.path:
+        return [("model.init_adapter", f"the adapter was trained on {base}, this job's base is {spec.model.path}")]
     return []
 
 

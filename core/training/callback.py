@@ -22,6 +22,15 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def elapsed_before(run: RunFolder, step: int) -> float:
+    """Training time already in metrics.jsonl up to `step` (a resumed attempt's records go on from it, so
+    elapsed_s, the wall-time axis, is one continuous curve); 0 for a fresh run."""
+    if step <= 0:
+        return 0.0
+    records = [r for r in run.read_metrics()[0] if (r.get("step") or 0) <= step and r.get("elapsed_s") is not None]
+    return float(records[-1]["elapsed_s"]) if records else 0.0
+
+
 class RunFolderCallback(TrainerCallback):
     def __init__(self, run: RunFolder, samples_per_step: int, extras=(), prediction: dict | None = None):
         self.run = run
@@ -32,12 +41,14 @@ class RunFolderCallback(TrainerCallback):
         # Method callbacks that add fields to each record (e.g. AdaLoRA's ranks) via metric_extras(state).
         self.extras = [cb for cb in extras if hasattr(cb, "metric_extras")]
         self.started = None
+        self.elapsed_before = 0.0  # training time of earlier attempts, when this one resumes
         self.last_time = None
         self.last_tokens = 0
         self.last_step = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = self.last_time = time.time()
+        self.elapsed_before = elapsed_before(self.run, state.global_step)
         self.last_tokens = state.num_input_tokens_seen
         self.last_step = state.global_step
         extra = {"estimate": {"predicted": self.prediction}} if self.prediction else {}
@@ -62,7 +73,7 @@ class RunFolderCallback(TrainerCallback):
         if "loss" not in logs and "eval_loss" not in logs:
             return  # the end-of-training summary; its figures are already in the series
         now = time.time()
-        elapsed = now - self.started
+        elapsed = now - self.started + self.elapsed_before
         record = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
         if "loss" in logs:
             span = max(now - self.last_time, 1e-9)

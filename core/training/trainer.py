@@ -87,6 +87,23 @@ def save_adapter(write_adapter, tokenizer, target: Path, main: bool = True) -> N
     os.replace(tmp, target)
 
 
+def start_from_adapter(model, folder: str):
+    """The base wrapped in an existing adapter, trainable: a new run that trains a finished run's adapter further."""
+    from peft import PeftModel
+
+    print(f"[workbench] starting from the adapter in {folder}", flush=True)
+    return PeftModel.from_pretrained(model, folder, is_trainable=True)
+
+
+def resume_from(run: RunFolder) -> str | None:
+    """The checkpoint this attempt resumes from (the Trainer restores weights, optimiser, schedule, data
+    position and random state from it), or None for a fresh start."""
+    checkpoint = run.resume_checkpoint()
+    if checkpoint is not None:
+        print(f"[workbench] resuming from {checkpoint.name}", flush=True)
+    return str(checkpoint) if checkpoint is not None else None
+
+
 def pick_runtime(spec) -> tuple[str, str]:
     """(device, precision) the job trains with; shows this process only the GPUs the job names and sets its
     CPU threads (the job's number, else the cores shared among the node's processes)."""
@@ -128,6 +145,7 @@ def training_args(spec, output_dir, device: str, precision: str, total_steps: in
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         save_strategy="steps" if t.save_steps else "no",
         save_steps=t.save_steps or 500,
+        save_total_limit=t.keep_checkpoints,
         seed=t.seed,
         data_seed=t.seed,
         bf16=precision == "bf16",
@@ -174,12 +192,18 @@ def train(run: RunFolder) -> str:
     def call(name, *args):
         return getattr(method, name)(*args)
 
+    def phase(name):  # what the run is doing, for failure.py's words; in a group rank 0 writes it
+        if distributed.is_main_process():
+            run.write_status(phase=name)
+
     device, precision = pick_runtime(spec)
     print(f"[workbench] method={spec.method} device={device} precision={precision} threads={torch.get_num_threads()}", flush=True)
     if distributed.in_group():
         print(f"[workbench] rank {distributed.rank()} of {distributed.world_size()}, pid {os.getpid()}", flush=True)
 
+    phase("model")  # a failure now is the model's (failure.py words it so); then the data's
     tokenizer = load_tokenizer(spec.model.path, spec.model.trust_remote_code)
+    phase("data")
     dataset, eval_dataset = build_datasets(spec, tokenizer)
     print(f"[workbench] {len(dataset)} training samples, {len(eval_dataset or [])} eval samples", flush=True)
     t = spec.train
@@ -187,9 +211,12 @@ def train(run: RunFolder) -> str:
     for note in levers.notes:
         print(f"[workbench] {note}", flush=True)
     plan = TrainPlan(total_steps=planned_steps(len(dataset), t))
+    phase("model")
     model = load_base_model(spec, device, **call("load_kwargs", spec, device))
     model = call("prepare_model", spec, model)
     peft_config = call("peft_config", spec, model, plan)
+    if spec.model.init_adapter:
+        model, peft_config = start_from_adapter(model, spec.model.init_adapter), None
 
     args = training_args(spec, run.checkpoints_dir, device, precision, plan.total_steps, eval_dataset is not None,
                          checkpointing=levers.checkpointing)
@@ -219,8 +246,9 @@ def train(run: RunFolder) -> str:
     if distributed.in_group():  # each rank's log shows its share of the data
         rows = distributed.RowCounter.attach(trainer.model)
     trainer.model.print_trainable_parameters()
+    phase("training")
     with disk_full_named(run.path, guard):
-        trainer.train()
+        trainer.train(resume_from_checkpoint=resume_from(run))
         if rows is not None:
             print(rows.line(), flush=True)
         check_weights(trainer.model, trainer.state.global_step)

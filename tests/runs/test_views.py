@@ -18,6 +18,7 @@ def make_run(workspace, name, state="completed", adapter=True, age_s=0.0) -> Run
     if adapter:
         (path / "adapter").mkdir()
         (path / "adapter" / "adapter_config.json").write_text("{}")
+        (path / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
     run = RunFolder(path)
     run.write_status(state=state)
     return run
@@ -80,3 +81,10 @@ def test_a_look_reads_new_records_once_and_reports_the_end(tmp_path):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_an_adapter_folder_without_weights_is_not_usable(tmp_path):
+    whole = make_run(tmp_path, "whole", age_s=20)
+    broken = make_run(tmp_path, "broken", age_s=10)
+    (broken.adapter_dir / "adapter_model.safetensors").unlink()  # cut short while it was written
+    assert [r.run_id for r in usable_runs(tmp_path)] == [whole.run_id]
