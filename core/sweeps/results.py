@@ -79,3 +79,26 @@ def score_names(rows: list[SweepRow]) -> list[str]:
 
 def is_finished(rows: list[SweepRow]) -> bool:
     return all(row.state not in ACTIVE_STATES for row in rows)
+
+
+FIXED_COLUMNS = ("state", "final_loss", "eval_loss")
+TAIL_COLUMNS = ("peak_memory_mb", "duration_s", "run")
+
+
+def columns(sweep: Sweep, rows: list[SweepRow]) -> list[str]:
+    """The table's columns: '#', the swept fields, state and losses, one 'score:<name>' per eval figure, then
+    peak memory, time and the run id. The UI translates the fixed names; field names are shown as they are."""
+    return ["#", *sweep.swept, *FIXED_COLUMNS, *(f"score:{n}" for n in score_names(rows)), *TAIL_COLUMNS]
+
+
+def cell(row: SweepRow, column: str):
+    """The raw value of one cell (numbers stay numbers, for charts; the views format them)."""
+    if column == "#":
+        return row.number
+    if column == "run":
+        return row.run_id or row.entry_id
+    if column.startswith("score:"):
+        return row.scores.get(column[len("score:"):])
+    if column in row.settings:
+        return row.settings[column]
+    return getattr(row, column, None)
