@@ -18,6 +18,7 @@ from pathlib import Path
 
 from core.runs.job_folder import write_atomic
 
+NOT_SCORES = ("tokens",)  # counts beside the figures, not scores
 REQUEST_NAME = ".sweep-request-{name}.json"  # in <run>/eval/: the evaluation this sweep asked for
 
 
@@ -39,7 +40,8 @@ def read_scores(run, dataset: str) -> dict | None:
     tuned = (result.get("models") or {}).get("tuned") if isinstance(result, dict) else None
     if not isinstance(tuned, dict):
         return None
-    return {k: v for k, v in tuned.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return {k: v for k, v in tuned.items()
+            if k not in NOT_SCORES and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def request_evaluation(workspace: Path, run, dataset: str) -> dict:
