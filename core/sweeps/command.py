@@ -31,19 +31,12 @@ def add_parsers(sub, workspace: argparse.ArgumentParser) -> None:
 
 
 def cmd_sweep(args) -> int:
-    from core.spec import SpecError
-    from core.spec.parse import merge, parse_overrides
-    from core.sweeps.grid import Grid, SweepError
-    from core.sweeps.preset import read_source
-    from core.sweeps.start import start_sweep
+    from core.sweeps.grid import SweepError
+    from core.sweeps.start import start_from_file
 
     try:
-        source = read_source(args.job)
-        job = merge(source.job, parse_overrides(args.overrides))
-        grid = source.grid.merged(Grid.from_lines(args.grid, args.tie))
-        dataset = source.eval if args.eval is None else args.eval
-        sweep = start_sweep(args.workspace, job, grid, dataset, source=str(args.job), name=args.name or source.name)
-    except (SweepError, SpecError) as err:
+        sweep = start_from_file(args.workspace, args.job, args.grid, args.tie, args.eval, args.overrides, args.name)
+    except SweepError as err:
         print(f"error: sweep not queued (nothing was queued):\n{err}", file=sys.stderr)
         return 2
     for number, item in enumerate(sweep.runs, start=1):

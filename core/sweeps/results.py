@@ -88,7 +88,8 @@ TAIL_COLUMNS = ("peak_memory_mb", "duration_s", "run")
 def columns(sweep: Sweep, rows: list[SweepRow]) -> list[str]:
     """The table's columns: '#', the swept fields, state and losses, one 'score:<name>' per eval figure, then
     peak memory, time and the run id. The UI translates the fixed names; field names are shown as they are."""
-    return ["#", *sweep.swept, *FIXED_COLUMNS, *(f"score:{n}" for n in score_names(rows)), *TAIL_COLUMNS]
+    evaluated = ["evaluation", *(f"score:{n}" for n in score_names(rows))] if sweep.eval else []
+    return ["#", *sweep.swept, *FIXED_COLUMNS, *evaluated, *TAIL_COLUMNS]
 
 
 def cell(row: SweepRow, column: str):
@@ -97,8 +98,21 @@ def cell(row: SweepRow, column: str):
         return row.number
     if column == "run":
         return row.run_id or row.entry_id
+    if column == "evaluation":
+        return row.evaluation.get("state")
     if column.startswith("score:"):
         return row.scores.get(column[len("score:"):])
     if column in row.settings:
         return row.settings[column]
     return getattr(row, column, None)
+
+
+def chart_points(rows: list[SweepRow], field_name: str) -> tuple[list, dict[str, list], list]:
+    """(x values, {figure: y values}, peak memory) for the runs that reported figures, against one swept field:
+    the eval scores, the eval loss and the final train loss each as one series."""
+    shown = [row for row in rows if row.final_loss is not None or row.peak_memory_mb is not None]
+    xs = [row.settings.get(field_name) for row in shown]
+    series = {f"score:{name}": [row.scores.get(name) for row in shown] for name in score_names(shown)}
+    series["eval_loss"] = [row.eval_loss for row in shown]
+    series["final_loss"] = [row.final_loss for row in shown]
+    return xs, {k: v for k, v in series.items() if any(y is not None for y in v)}, [r.peak_memory_mb for r in shown]

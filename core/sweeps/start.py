@@ -38,3 +38,31 @@ def start_sweep(workspace: Path, job: dict, grid: Grid, eval_dataset: str = "", 
         sweep.save(workspace)
     scheduler.ensure_running(workspace)
     return sweep
+
+
+def lines(text: str) -> list[str]:
+    """A box of lines (the Sweep panel's grid, ties, overrides) as its non-empty lines."""
+    return [line.strip() for line in str(text or "").splitlines() if line.strip()]
+
+
+def start_from_file(workspace: Path, path: str, grid_lines: list[str], tie_lines: list[str],
+                    eval_dataset: str | None = None, overrides: list[str] = (), name: str = "",
+                    replace_grid: bool = False) -> Sweep:
+    """A sweep from a job YAML or a sweep file, as `app.py sweep` and the Sweep panel start one.
+
+    The given lines are added to a sweep file's grid and ties (replacing those of the same field), or with
+    `replace_grid` are the whole grid (the panel shows the file's lines in its boxes, so they are the grid);
+    `eval_dataset` None keeps the file's; `overrides` (KEY=VALUE) change the base job."""
+    from core.spec import SpecError
+    from core.spec.parse import merge, parse_overrides
+    from core.sweeps.preset import read_source
+
+    source = read_source(path)
+    try:
+        job = merge(source.job, parse_overrides(list(overrides)))
+    except SpecError as err:
+        raise SweepError(err.problems) from None
+    given = Grid.from_lines(grid_lines, tie_lines)
+    grid = given if replace_grid else source.grid.merged(given)
+    dataset = source.eval if eval_dataset is None else eval_dataset.strip()
+    return start_sweep(workspace, job, grid, dataset, source=str(path), name=name or source.name)

@@ -52,7 +52,7 @@ def test_scores_come_from_the_runs_eval_file(sweep_of_one, monkeypatch):
     assert row.scores == {"loss": 1.2, "perplexity": 3.32, "exact_match": 0.5, "contains": 0.75, "rouge_l": 0.6}
     heads = columns(sweep, [row])
     assert heads[heads.index("eval_loss") + 1:heads.index("peak_memory_mb")] == [
-        "score:exact_match", "score:contains", "score:rouge_l", "score:loss", "score:perplexity"]
+        "evaluation", "score:exact_match", "score:contains", "score:rouge_l", "score:loss", "score:perplexity"]
     assert cell(row, "score:exact_match") == 0.5 and cell(row, "lora.r") == 4
     assert row.to_json()["scores"]["contains"] == 0.75
 
