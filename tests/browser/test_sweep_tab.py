@@ -34,7 +34,7 @@ def test_a_small_sweep_fills_its_table(server, page, tmp_path, tiny_model_dir):
     fill(page, "sweep-ties", "lora.alpha=2*lora.r")
     fill(page, "sweep-overrides", "train.max_steps=2")
     fill(page, "sweep-grid", "lora.r=2,0")
-    set_field(page, "sweep-eval", "")  # the sweep file picked first filled it; this sweep has no evaluation
+    fill(page, "sweep-eval", "")  # the sweep file picked first filled it; this sweep has no evaluation
     page.click("#sweep-start")
     page.wait_for_selector("#sweep-message:has-text('combination 2 (lora.r=0) lora.r')", timeout=30000)
     assert not list_sweeps(workspace) and not any((workspace / "queue").glob("*.yaml"))
