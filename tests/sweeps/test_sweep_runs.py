@@ -10,8 +10,6 @@ import signal
 import pytest
 import yaml
 
-from core.cli import main
-from core.paths import WORKSPACE_ENV
 from core.runs import queue, scheduler
 from core.runs.folder import list_runs
 from core.sweeps.grid import Grid
@@ -77,22 +75,8 @@ def test_a_2x2_sweep_runs_in_order_across_a_scheduler_restart(tiny_model_dir, sw
         assert after["attempts"][0]["launched_at"] >= before["ended_at"] - 1.0
 
 
-@pytest.fixture
-def cli(sweep_workspace, monkeypatch, capsys):
-    """main() as app.py runs it, in this process; returns (exit code, stdout, stderr)."""
-    monkeypatch.setenv(WORKSPACE_ENV, str(sweep_workspace))
-    monkeypatch.setattr("core.cli.keep_library_output_in", lambda path: None)
-    capsys.readouterr()
-
-    def call(*argv: str):
-        code = main([*argv, "--workspace", str(sweep_workspace)])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return call
-
-
-def test_the_cli_queues_a_sweep_or_nothing(tiny_model_dir, sweep_workspace, cli, tmp_path):
+def test_the_cli_queues_a_sweep_or_nothing(tiny_model_dir, workspace, cli, tmp_path):
+    sweep_workspace = workspace  # the cli fixture's
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(tiny_job(tiny_model_dir, train={"max_steps": 1}, runtime={"threads": 1})))
     code, out, err = cli("sweep", str(job), "--grid", "lora.r=2,0", "--tie", "lora.alpha=2*lora.r")
