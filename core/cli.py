@@ -10,6 +10,7 @@ from pathlib import Path
 from core.paths import WORKSPACE_ENV, default_workspace
 from core.runs.process_group import DEFAULT_GRACE_S
 from core.runtime.quiet import keep_library_output_in
+from core.sweeps import command as sweep_command
 
 EXPORT_POSITIONAL = ("run",)
 WORKSPACE_HELP = (f"where runs, uploads, exports, logs and converted models live "
@@ -521,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", parents=[workspace],
                             help="merge a run's adapter into its base and write a model folder")
     add_option_flags(export, ExportOptions, positional=EXPORT_POSITIONAL)
+    sweep_command.add_parsers(sub, workspace)
     return parser
 
 
@@ -533,5 +535,6 @@ def main(argv: list[str]) -> int:
         return cmd_passwd(args)
     handlers = {"serve": cmd_serve, "train": cmd_train, "bench": cmd_bench, "params": cmd_params,
                 "data": cmd_data, "export": cmd_export, "runs": cmd_runs, "queue": cmd_queue,
-                "resume": cmd_resume, "stop": cmd_stop, "k8s": cmd_k8s}
+                "resume": cmd_resume, "stop": cmd_stop, "k8s": cmd_k8s,
+                "sweep": sweep_command.cmd_sweep, "sweeps": sweep_command.cmd_sweeps}
     return handlers[command](args)

@@ -16,6 +16,7 @@ from webui.data_tab import build_data_tab
 from webui.export_tab import build_export_tab
 from webui.language import PageLanguage
 from webui.runs_tab import build_runs_tab
+from webui.sweep_tab import build_sweep_tab
 from webui.train_tab import build_train_tab
 
 
@@ -38,6 +39,8 @@ def build_app(workspace: Path, lang: str = "en", policy: AccessPolicy | None = N
                 train = build_train_tab(workspace, page, policy)
             with gr.Tab(id="runs", **i18n.props("tab-runs", lang)) as runs_tab:
                 runs = build_runs_tab(workspace, page, train, tabs)
+            with gr.Tab(id="sweep", **i18n.props("tab-sweep", lang)):
+                sweep = build_sweep_tab(workspace, page)
             with gr.Tab(id="data", **i18n.props("tab-data", lang)):
                 build_data_tab(workspace, page, train["form"], policy)
             with gr.Tab(id="chat", **i18n.props("tab-chat", lang)) as chat_tab:
@@ -54,6 +57,7 @@ def build_app(workspace: Path, lang: str = "en", policy: AccessPolicy | None = N
             tab.select(*pick, show_progress="hidden")
             train["run_ended"].change(*pick, show_progress="hidden")
             demo.load(*pick, show_progress="hidden")
+        demo.load(*sweep["load"], show_progress="hidden")  # the picked sweep file's grid in the boxes
         demo.unload(end_session)  # a closed page ends its chat worker
         # Count after the load has put the attached run's job (if any) into the form.
         demo.load(*train["load"], show_progress="hidden").then(*train["count"], show_progress="hidden")

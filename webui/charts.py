@@ -132,3 +132,17 @@ def gpu_figure(records: list[dict], titles: dict[str, str]) -> go.Figure:
     fig.update_layout(height=300, margin={"l": 40, "r": 20, "t": 40, "b": 30}, uirevision="keep")
     fig.update_xaxes(title_text=titles.get("chart.step", "step"), title_standoff=2)
     return fig
+
+
+def sweep_figure(xs: list, series: dict[str, list], memory: list, titles: dict[str, str]) -> go.Figure:
+    """A sweep's figures against one swept field: each score (and loss) on the left, peak memory on the right.
+    x values are shown as categories, in the order the sweep ran them, so 4, 8, 16 and lora, qlora both read."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[titles["sweep.chart.scores"], titles["sweep.chart.memory"]])
+    labels = [str(x) for x in xs]
+    for name, values in series.items():
+        fig.add_trace(go.Scatter(x=labels, y=values, mode="markers", name=name, marker={"size": 9}), row=1, col=1)
+    fig.add_trace(go.Scatter(x=labels, y=memory, mode="markers", name=titles["sweep.chart.memory"],
+                             marker={"size": 9, "symbol": "square"}), row=1, col=2)
+    fig.update_xaxes(type="category", title_text=titles["sweep.chart.field"])
+    fig.update_layout(height=380, margin={"l": 40, "r": 20, "t": 40, "b": 30}, uirevision="keep")
+    return fig
