@@ -184,7 +184,15 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from core.eval.command import cmd_eval as run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from core.eval.command import EVAL_POSITIONAL
+    from core.eval.options import EvalOptions
     from core.export.options import ExportOptions
     from core.option_flags import add_option_flags
 
@@ -213,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", parents=[workspace],
                             help="merge a run's adapter into its base and write a model folder")
     add_option_flags(export, ExportOptions, positional=EXPORT_POSITIONAL)
+    evaluate = sub.add_parser("eval", parents=[workspace],
+                              help="score a run against its base on held-out data and lm-eval benchmarks")
+    add_option_flags(evaluate, EvalOptions, positional=EVAL_POSITIONAL)
     return parser
 
 
@@ -222,5 +233,5 @@ def main(argv: list[str]) -> int:
     args.workspace = use_workspace(args.workspace)
     keep_library_output_in(args.workspace / "logs" / f"{command}.log")
     handlers = {"serve": cmd_serve, "train": cmd_train, "bench": cmd_bench, "params": cmd_params,
-                "data": cmd_data, "export": cmd_export}
+                "data": cmd_data, "export": cmd_export, "eval": cmd_eval}
     return handlers[command](args)

@@ -1,0 +1,24 @@
+"""Which samples a job trains on and which it holds out: one rule, read by the trainer and by evaluation."""
+from __future__ import annotations
+
+import random
+
+
+def split_samples(spec) -> tuple[list[dict], list[dict]]:
+    """(train samples, held-out samples) of the job's data, before encoding.
+
+    Samples keep their file order unless a subset or a split is asked for; then they are shuffled with the
+    training seed first, so the subset and the held-out share are a fair draw, and evaluating the run later
+    finds exactly the samples the trainer held out."""
+    from core.data.source import load_samples
+
+    d = spec.data
+    samples = load_samples(d.dataset, d.registry, {"name": d.name, "author": d.author}, seed=spec.train.seed)
+    if d.max_samples or d.eval_split:
+        random.Random(spec.train.seed).shuffle(samples)
+    if d.max_samples:
+        samples = samples[: d.max_samples]
+    held = round(len(samples) * d.eval_split) if d.eval_split else 0
+    if d.eval_split and (held < 1 or held >= len(samples)):
+        raise ValueError(f"data.eval_split={d.eval_split} of {len(samples)} samples leaves no eval or no train sample")
+    return samples[held:], samples[:held]
