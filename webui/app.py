@@ -8,6 +8,7 @@ import gradio as gr
 from webui import i18n
 from webui.chat_tab import build_chat_tab, end_session
 from webui.data_tab import build_data_tab
+from webui.eval_tab import build_eval_tab
 from webui.export_tab import build_export_tab
 from webui.language import PageLanguage
 from webui.train_tab import build_train_tab
@@ -30,11 +31,13 @@ def build_app(workspace: Path, lang: str = "en") -> gr.Blocks:
                 chat = build_chat_tab(workspace, page)
             with gr.Tab(id="export", **i18n.props("tab-export", lang)) as export_tab:
                 export = build_export_tab(workspace, page)
+            with gr.Tab(id="evaluate", **i18n.props("tab-evaluate", lang)) as eval_tab:
+                evaluate = build_eval_tab(workspace, page)
 
         page.wire(demo)
         # Runs finish while the page is open: the run pickers look again when the page loads, when their tab
         # is opened and when a run ends, and then offer a run that became usable since they last looked.
-        for tab, pick in ((chat_tab, chat["pick"]), (export_tab, export["pick"])):
+        for tab, pick in ((chat_tab, chat["pick"]), (export_tab, export["pick"]), (eval_tab, evaluate["pick"])):
             tab.select(*pick, show_progress="hidden")
             train["run_ended"].change(*pick, show_progress="hidden")
             demo.load(*pick, show_progress="hidden")
