@@ -2,8 +2,6 @@
 Evaluate tab starts, followed with a progress bar, its saved results printed as tables."""
 from __future__ import annotations
 
-import sys
-
 EVAL_POSITIONAL = ("run",)
 
 
@@ -57,49 +55,17 @@ def cmd_eval(args) -> int:
     import json
     from pathlib import Path
 
-    from tqdm import tqdm
-
     from core.eval import job as eval_job
-    from core.eval.options import EvalError, EvalOptions, resolve
-    from core.option_flags import flag_name, options_from_flags
-    from core.options import OptionsError
-    from core.runs.launch import LaunchError
+    from core.eval.options import EvalOptions, resolve
+    from core.job_cli import follow, start_job
+    from core.option_flags import options_from_flags
 
-    try:
-        options = resolve(options_from_flags(EvalOptions, args, positional=EVAL_POSITIONAL), args.workspace)
-        job = eval_job.start(options, args.workspace)
-    except OptionsError as err:
-        print("error: " + "\n       ".join(f"{name}: {message}" for name, message in err.problems), file=sys.stderr)
-        return 2
-    except EvalError as err:
-        where = flag_name(err.option) if err.option and err.option not in EVAL_POSITIONAL else err.option
-        print(f"error: {where}: {err.message}" if where else f"error: {err}", file=sys.stderr)
-        return 2
-    except ValueError as err:  # RunNotReady: nothing was started
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except LaunchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    bar = tqdm(total=100, file=sys.stderr, bar_format="{percentage:3.0f}%|{bar}| {desc}")
-
-    def tick(status):
-        n, stage = int(100 * (status.get("progress") or 0)), status.get("stage") or ""
-        if (n, stage) != (bar.n, bar.desc):
-            bar.n = n
-            bar.set_description_str(stage)
-
-    try:
-        status = job.wait(on_tick=tick)
-    except KeyboardInterrupt:
-        print("\ncancelling...", file=sys.stderr)
-        job.cancel()
-        status = job.wait()
-    bar.close()
-    if status["state"] != "completed":
-        error = status.get("error") or {}
-        print(f"error: the evaluation ended {status['state']}: {error.get('kind', '')} {error.get('message', '')}\n"
-              f"--- end of {job.log_file} ---\n{job.log_tail()}", file=sys.stderr)
+    job, code = start_job(lambda: eval_job.start(resolve(options_from_flags(
+        EvalOptions, args, positional=EVAL_POSITIONAL), args.workspace), args.workspace), EVAL_POSITIONAL)
+    if job is None:
+        return code
+    status = follow(job, "evaluation")
+    if status is None:
         return 1
     for file in status["result"]["files"]:
         print("\n".join(report(json.loads(Path(file).read_text(encoding="utf-8")))))
