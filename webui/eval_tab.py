@@ -40,7 +40,10 @@ def progress_html(job_path: str | None, lang: str) -> str:
     status = eval_job.EvalJob(Path(job_path)).status()
     state, percent = status["state"], 100 * (status.get("progress") or 0)
     key = f"eval.stage.{status.get('stage_key') or status.get('stage')}"
-    stage = i18n.text(key, lang, **(status.get("stage_values") or {})) if i18n.has_text(key) else status.get("stage") or ""
+    values = dict(status.get("stage_values") or {})
+    if values.get("which"):  # base / tuned, said in the page's language
+        values["which"] = i18n.text(f"eval.model.{values['which']}", lang)
+    stage = i18n.text(key, lang, **values) if i18n.has_text(key) else status.get("stage") or ""
     body = esc(i18n.text("eval.line", lang, state=i18n.text(f"eval.state.{state}", lang), stage=stage,
                          percent=f"{percent:.0f}"))
     if state == "failed" and status.get("error"):
