@@ -349,50 +349,17 @@ def cmd_data(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from tqdm import tqdm
-
     from core.export import job as export_job
-    from core.export.options import ExportError, ExportOptions, resolve
-    from core.option_flags import flag_name, options_from_flags
-    from core.options import OptionsError
-    from core.runs.launch import LaunchError
+    from core.export.options import ExportOptions, resolve
+    from core.job_cli import follow, start_job
+    from core.option_flags import options_from_flags
 
-    try:
-        options = resolve(options_from_flags(ExportOptions, args, positional=EXPORT_POSITIONAL), args.workspace)
-        job = export_job.start(options, args.workspace)
-    except OptionsError as err:
-        print("error: " + "\n       ".join(f"{name}: {message}" for name, message in err.problems), file=sys.stderr)
-        return 2
-    except ExportError as err:
-        where = flag_name(err.option) if err.option and err.option not in EXPORT_POSITIONAL else err.option
-        print(f"error: {where}: {err.message}" if where else f"error: {err}", file=sys.stderr)
-        return 2
-    except ValueError as err:  # RunNotReady: the run cannot be exported; nothing was started
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except LaunchError as err:  # the export process could not start; the job folder says failed
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    bar = tqdm(total=100, file=sys.stderr, bar_format="{percentage:3.0f}%|{bar}| {desc}")
-
-    def tick(status):
-        # Redraw only when something moves, so a log of this output stays short.
-        n, stage = int(100 * (status.get("progress") or 0)), status.get("stage") or ""
-        if (n, stage) != (bar.n, bar.desc):
-            bar.n = n
-            bar.set_description_str(stage)
-
-    try:
-        status = export_job.wait(job, on_tick=tick)
-    except KeyboardInterrupt:
-        print("\ncancelling...", file=sys.stderr)
-        job.cancel()
-        status = export_job.wait(job)
-    bar.close()
-    if status["state"] != "completed":
-        error = status.get("error") or {}
-        print(f"error: the export ended {status['state']}: {error.get('kind', '')} {error.get('message', '')}\n"
-              f"--- end of {job.log_file} ---\n{job.log_tail()}", file=sys.stderr)
+    job, code = start_job(lambda: export_job.start(resolve(options_from_flags(
+        ExportOptions, args, positional=EXPORT_POSITIONAL), args.workspace), args.workspace), EXPORT_POSITIONAL)
+    if job is None:
+        return code
+    status = follow(job, "export")
+    if status is None:
         return 1
     result = status["result"]
     print(f"max |logit difference| vs base + adapter: {result['max_logit_diff']:.3g} "
@@ -455,7 +422,15 @@ def _server_args(parser: argparse.ArgumentParser, suppress: bool) -> None:
                              "folders (off: such jobs are refused)")
 
 
+def cmd_eval(args) -> int:
+    from core.eval.command import cmd_eval as run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from core.eval.command import EVAL_POSITIONAL
+    from core.eval.options import EvalOptions
     from core.export.options import ExportOptions
     from core.option_flags import add_option_flags
 
@@ -523,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
                             help="merge a run's adapter into its base and write a model folder")
     add_option_flags(export, ExportOptions, positional=EXPORT_POSITIONAL)
     sweep_command.add_parsers(sub, workspace)
+    evaluate = sub.add_parser("eval", parents=[workspace],
+                              help="score a run against its base on held-out data and lm-eval benchmarks")
+    add_option_flags(evaluate, EvalOptions, positional=EVAL_POSITIONAL)
     return parser
 
 
@@ -536,5 +514,5 @@ def main(argv: list[str]) -> int:
     handlers = {"serve": cmd_serve, "train": cmd_train, "bench": cmd_bench, "params": cmd_params,
                 "data": cmd_data, "export": cmd_export, "runs": cmd_runs, "queue": cmd_queue,
                 "resume": cmd_resume, "stop": cmd_stop, "k8s": cmd_k8s,
-                "sweep": sweep_command.cmd_sweep, "sweeps": sweep_command.cmd_sweeps}
+                "sweep": sweep_command.cmd_sweep, "sweeps": sweep_command.cmd_sweeps, "eval": cmd_eval}
     return handlers[command](args)

@@ -13,6 +13,7 @@ from core.safety.login import Credentials, login_checker
 from webui import i18n
 from webui.chat_tab import build_chat_tab, end_session
 from webui.data_tab import build_data_tab
+from webui.eval_tab import build_eval_tab
 from webui.export_tab import build_export_tab
 from webui.language import PageLanguage
 from webui.runs_tab import build_runs_tab
@@ -40,20 +41,22 @@ def build_app(workspace: Path, lang: str = "en", policy: AccessPolicy | None = N
             with gr.Tab(id="runs", **i18n.props("tab-runs", lang)) as runs_tab:
                 runs = build_runs_tab(workspace, page, train, tabs)
             with gr.Tab(id="sweep", **i18n.props("tab-sweep", lang)):
-                sweep = build_sweep_tab(workspace, page)
+                sweep = build_sweep_tab(workspace, page, policy)
             with gr.Tab(id="data", **i18n.props("tab-data", lang)):
                 build_data_tab(workspace, page, train["form"], policy)
             with gr.Tab(id="chat", **i18n.props("tab-chat", lang)) as chat_tab:
                 chat = build_chat_tab(workspace, page, policy)
             with gr.Tab(id="export", **i18n.props("tab-export", lang)) as export_tab:
                 export = build_export_tab(workspace, page, policy)
+            with gr.Tab(id="evaluate", **i18n.props("tab-evaluate", lang)) as eval_tab:
+                evaluate = build_eval_tab(workspace, page, policy)
 
         page.wire(demo)
         runs_tab.select(*runs["refresh"], show_progress="hidden")
         train["run_ended"].change(*runs["refresh"], show_progress="hidden")
         # Runs finish while the page is open: the run pickers look again when the page loads, when their tab
         # is opened and when a run ends, and then offer a run that became usable since they last looked.
-        for tab, pick in ((chat_tab, chat["pick"]), (export_tab, export["pick"])):
+        for tab, pick in ((chat_tab, chat["pick"]), (export_tab, export["pick"]), (eval_tab, evaluate["pick"])):
             tab.select(*pick, show_progress="hidden")
             train["run_ended"].change(*pick, show_progress="hidden")
             demo.load(*pick, show_progress="hidden")

@@ -15,7 +15,7 @@ from core.paths import PROJECT_ROOT
 from core.sweeps.grid import SweepError
 from core.sweeps.preset import read_source
 from core.sweeps.results import cell, chart_points, columns, sweep_rows
-from core.sweeps.start import lines, start_from_file
+from core.sweeps.start import job_file_refusal, lines, start_from_file
 from core.sweeps.store import Sweep, list_sweeps, load
 from webui import i18n
 from webui.charts import sweep_figure
@@ -77,7 +77,7 @@ def open_sweep(workspace: Path, sweep_id: str | None) -> Sweep | None:
         return None
 
 
-def build_sweep_tab(workspace: Path, page: PageLanguage) -> dict:
+def build_sweep_tab(workspace: Path, page: PageLanguage, policy=None) -> dict:
     lang = page.lang
     choices = job_choices()
     with gr.Row():
@@ -107,6 +107,8 @@ def build_sweep_tab(workspace: Path, page: PageLanguage) -> dict:
         """A sweep file fills the boxes with its grid, ties and eval dataset; a job keeps what is written."""
         if not path:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        if job_file_refusal(resolve_job(path), policy):
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         try:
             source = read_source(resolve_job(path))
         except SweepError:
@@ -119,7 +121,7 @@ def build_sweep_tab(workspace: Path, page: PageLanguage) -> dict:
     def on_start(path, grid_text, ties_text, overrides_text, dataset, title):
         try:
             sweep = start_from_file(workspace, str(resolve_job(path)), lines(grid_text), lines(ties_text), dataset or "",
-                                    lines(overrides_text), title or "", replace_grid=True)
+                                    lines(overrides_text), title or "", replace_grid=True, policy=policy)
         except SweepError as err:
             said = [["sweep.refused"], f"<pre>{html.escape(str(err))}</pre>"]
             return said, gr.skip()

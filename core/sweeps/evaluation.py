@@ -12,7 +12,6 @@ evaluator, once, through `request_evaluation`. That function is where the evalua
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 
@@ -23,12 +22,15 @@ REQUEST_NAME = ".sweep-request-{name}.json"  # in <run>/eval/: the evaluation th
 
 
 def result_file(run, dataset: str) -> Path:
-    """`<run>/eval/<dataset>.json`; a path as dataset is flattened to one file name (as core/eval does)."""
+    """`<run>/eval/<dataset>.json`, named exactly as the evaluator saves it (a file as dataset: its stem)."""
     return Path(run.path) / "eval" / f"{file_stem(dataset)}.json"
 
 
 def file_stem(dataset: str) -> str:
-    return re.sub(r"[^\w.-]+", "_", dataset).strip("._") or "dataset"
+    from core.eval.heldout import source_name
+    from core.eval.results import file_name
+
+    return file_name(source_name(dataset))
 
 
 def read_scores(run, dataset: str) -> dict | None:
@@ -49,13 +51,11 @@ def request_evaluation(workspace: Path, run, dataset: str) -> dict:
 
     Returns what became of the request: {"state": "requested", "job": the evaluation job folder} or
     {"state": "unavailable", "reason"}. This is the evaluator hook: it starts core/eval's detached
-    evaluation process (core.eval.job.start with EvalOptions(run=..., dataset=...)) when that module is
-    installed; without it the request is recorded as unavailable and the table says so."""
-    try:
-        from core.eval.job import start
-        from core.eval.options import EvalOptions
-    except ImportError:
-        return {"state": "unavailable", "reason": "no evaluator is installed (core/eval)"}
+    evaluation process (core.eval.job.start with EvalOptions(run=..., dataset=...)); a refusal is recorded
+    as unavailable with its reason, and the table says so."""
+    from core.eval.job import start
+    from core.eval.options import EvalOptions
+
     try:
         job = start(EvalOptions(run=str(run.path), dataset=dataset), workspace)
     except Exception as err:  # the evaluator refuses with its own errors; the table shows the sentence
@@ -86,10 +86,8 @@ def evaluation_of(workspace: Path, run, dataset: str, request: bool = True) -> d
     if not request:
         return {"state": "none"}
     answer = {**request_evaluation(workspace, run, dataset), "at": time.time()}
-    if answer.get("job") or "core/eval" not in answer.get("reason", ""):
-        # recorded, so it is asked once; a missing evaluator is not recorded (it may be installed later)
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(marker, json.dumps(answer))
+    marker.parent.mkdir(parents=True, exist_ok=True)  # recorded, so it is asked once
+    write_atomic(marker, json.dumps(answer))
     return answer
 
 

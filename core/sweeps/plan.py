@@ -48,9 +48,10 @@ def with_settings(job: dict, settings: dict[str, Any]) -> dict:
     return out
 
 
-def plan(job: dict, grid: Grid, launch: bool = True) -> list[Combination]:
+def plan(job: dict, grid: Grid, launch: bool = True, policy=None) -> list[Combination]:
     """The sweep's combinations in queue order, each a parsed (and with `launch`, launch-checked) spec.
-    Raises SweepError naming every bad grid line, tie and combination."""
+    Raises SweepError naming every bad grid line, tie and combination. `policy` is the web server's
+    (core.safety.access.AccessPolicy), handed to the launch checks as the Train tab's Start does."""
     problems = grid.problems()
     if problems:
         raise SweepError(problems)
@@ -68,7 +69,7 @@ def plan(job: dict, grid: Grid, launch: bool = True) -> list[Combination]:
         try:
             spec = spec_from_dict(with_settings(job, settings))
             if launch:
-                check_launch(spec)
+                check_launch(spec, policy)
         except SpecError as err:
             problems.extend((f"{where} {field}".rstrip(), message) for field, message in err.problems)
             continue

@@ -27,26 +27,15 @@ def build_datasets(spec, tokenizer):
 
     Samples keep their file order unless a subset or a split is asked for; then they are shuffled
     with the training seed first, so the subset and the held-out share are a fair draw."""
-    import random
-
     from datasets import Dataset
 
     from core.data.encode import encode_samples
-    from core.data.fit import eval_split_problem, held_out_count
-    from core.data.source import load_samples
+    from core.data.split import split_samples
 
     d = spec.data
-    samples = load_samples(d.dataset, d.registry, {"name": d.name, "author": d.author}, seed=spec.train.seed)
-    if d.max_samples or d.eval_split:
-        random.Random(spec.train.seed).shuffle(samples)
-    if d.max_samples:
-        samples = samples[: d.max_samples]
-    problem = eval_split_problem(len(samples), d.eval_split)  # the launch checks asked the same
-    if problem:
-        raise ValueError(f"data.eval_split: {problem}")
-    held = held_out_count(len(samples), d.eval_split)
-    train_rows = encode_samples(tokenizer, samples[held:], d.max_length, d.train_on_prompt)
-    eval_rows = encode_samples(tokenizer, samples[:held], d.max_length, d.train_on_prompt) if held else None
+    train_samples, held_samples = split_samples(spec)
+    train_rows = encode_samples(tokenizer, train_samples, d.max_length, d.train_on_prompt)
+    eval_rows = encode_samples(tokenizer, held_samples, d.max_length, d.train_on_prompt) if held_samples else None
     train, held_out = Dataset.from_list(train_rows), Dataset.from_list(eval_rows) if eval_rows else None
     if d.batching == "packed":
         # Packed here rather than by TRL so the step plan counts packed rows, which is what the Trainer sees.

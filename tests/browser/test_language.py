@@ -17,6 +17,7 @@ import yaml
 
 from core.chat.options import GenerationOptions
 from core.data.formats import FORMATS
+from core.eval.options import EvalOptions
 from core.export.options import ExportOptions
 from core.options import declared_fields
 from core.spec import section_types
@@ -26,7 +27,7 @@ from webui.form import field_id, field_text
 
 pytestmark = pytest.mark.browser
 
-TABS = ("tab-train", "tab-data", "tab-chat", "tab-export")
+TABS = ("tab-train", "tab-data", "tab-chat", "tab-export", "tab-evaluate")
 WORD = re.compile(r"(?<![\w.])[A-Za-z][A-Za-z0-9_.+-]*")  # a word, not the exponent of 1e-08
 
 # For each id: its text as the user sees it (innerText, with info lines) and its placeholders.
@@ -69,7 +70,7 @@ def expected_texts() -> dict[str, list[str]]:
     """elem_id -> the zh strings that component must show."""
     expected = {elem_id: [v.lstrip("# ") for v in i18n.element(elem_id, "zh").values()]
                 for elem_id in yaml.safe_load((i18n.LOCALES_DIR / "en.yaml").read_text(encoding="utf-8"))["elements"]}
-    groups = {**section_types(), "export": ExportOptions, "generation": GenerationOptions}
+    groups = {**section_types(), "export": ExportOptions, "generation": GenerationOptions, "eval": EvalOptions}
     for group, cls in groups.items():
         for f in declared_fields(cls):
             text = field_text(f"{group}.{f.name}", f, "zh")
@@ -80,7 +81,7 @@ def expected_texts() -> dict[str, list[str]]:
 def allowed_words() -> set[str]:
     zh = yaml.safe_load((i18n.LOCALES_DIR / "zh.yaml").read_text(encoding="utf-8"))
     words = {w for s in _strings(zh) for w in WORD.findall(s)} | set(i18n.LANGUAGES.values()) | set(FORMATS)
-    groups = {**section_types(), "export": ExportOptions, "generation": GenerationOptions}
+    groups = {**section_types(), "export": ExportOptions, "generation": GenerationOptions, "eval": EvalOptions}
     for cls in groups.values():
         for f in declared_fields(cls):
             words |= {str(c) for c in f.metadata.get("choices") or []}
@@ -101,6 +102,9 @@ def test_every_tab_is_chinese_after_switching(server, page):
     page.get_by_text("中文", exact=True).click()
     page.wait_for_function("s => document.querySelector('#start-button').innerText.trim() === s",
                            arg=i18n.element("start-button", "zh")["value"], timeout=30000)
+    # The tab bar may redraw its buttons a moment after the fields: wait for one, then read them all.
+    page.wait_for_function("s => document.querySelector('#tab-train-button').innerText.trim() === s",
+                           arg=i18n.element("tab-train", "zh")["label"], timeout=30000)
     assert [page.inner_text(f"#{tab}-button").strip() for tab in TABS] == [i18n.element(t, "zh")["label"] for t in TABS]
     page.click("#tab-data-button")
     assert page.inner_text("#data-report").strip() == "✅ " + report["zh"]
@@ -131,3 +135,4 @@ def test_every_tab_is_chinese_after_switching(server, page):
     assert {"data-upload", "data-open", "data-columns"} <= set(checked["tab-data"])
     assert {"chat-send", "chat-prompt", "field-generation-temperature"} <= set(checked["tab-chat"])
     assert {"export-start", "field-export-shard-size", "field-export-gguf"} <= set(checked["tab-export"])
+    assert {"eval-start", "field-eval-dataset", "field-eval-benchmark"} <= set(checked["tab-evaluate"])

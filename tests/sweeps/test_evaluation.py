@@ -80,4 +80,5 @@ def test_a_failed_evaluation_job_is_shown_failed(sweep_of_one, monkeypatch):
 def test_result_file_names_follow_the_dataset():
     run = RunFolder(runs_dir("/ws") / "r")
     assert evaluation.result_file(run, "arithmetic_2digit_test").name == "arithmetic_2digit_test.json"
-    assert evaluation.result_file(run, "data/my set.jsonl").name == "data_my_set.jsonl.json"
+    # a file: its stem, flattened, exactly as the evaluator (core/eval/results.py) saves it
+    assert evaluation.result_file(run, "data/my set.jsonl").name == "my_set.json"

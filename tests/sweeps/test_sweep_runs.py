@@ -1,6 +1,7 @@
 """The sweep acceptance: a 2x2 sweep on the tiny model queues 4 runs, they run one after another in grid order
 across a scheduler killed mid-way and a fresh read of everything from disk, and its table has 4 rows with
-train and eval loss, peak memory and time; `app.py sweep` and `app.py sweeps` do the same from a terminal."""
+train and eval loss, eval scores from the evaluator, peak memory and time; `app.py sweep` and `app.py sweeps`
+do the same from a terminal."""
 from __future__ import annotations
 
 import json
@@ -10,6 +11,7 @@ import signal
 import pytest
 import yaml
 
+from core.paths import DATA_DIR
 from core.runs import queue, scheduler
 from core.runs.folder import list_runs
 from core.sweeps.grid import Grid
@@ -32,7 +34,10 @@ def sweep_workspace(workspace):
 def test_a_2x2_sweep_runs_in_order_across_a_scheduler_restart(tiny_model_dir, sweep_workspace):
     ws = sweep_workspace
     grid = Grid.from_lines(["lora.r=2,4", "train.max_steps=3,2"], ["lora.alpha=2*lora.r"])
-    sweep = start_sweep(ws, tiny_job(tiny_model_dir, **SWEEP_JOB), grid, name="acceptance")
+    ws.mkdir(parents=True, exist_ok=True)
+    held_out = ws / "sums.jsonl"  # four rows of the bundled arithmetic test set: the evaluation stays short
+    held_out.write_text("".join((DATA_DIR / "arithmetic_2digit_test.jsonl").read_text().splitlines(True)[:4]))
+    sweep = start_sweep(ws, tiny_job(tiny_model_dir, **SWEEP_JOB), grid, eval_dataset=str(held_out), name="acceptance")
     ids = [item["entry_id"] for item in sweep.runs]
     assert len(ids) == 4 and len(set(ids)) == 4
     assert [e.entry_id for e in queue.entries(ws)][-3:] == ids[1:]  # queued in grid order
@@ -68,7 +73,13 @@ def test_a_2x2_sweep_runs_in_order_across_a_scheduler_restart(tiny_model_dir, sw
         assert row.step == row.settings["train.max_steps"]
         assert row.final_loss > 0 and row.eval_loss > 0, row
         assert row.peak_memory_mb > 0 and row.duration_s > 0
-        assert row.evaluation == {}  # no --eval: nothing requested
+    # Each finished run is evaluated by the real evaluator (its own process), once, and its scores join the row.
+    rows = wait_until(lambda: (rs := sweep_rows(ws, again)) and all(r.evaluation.get("state") == "done" for r in rs)
+                      and rs, 600, "every run's evaluation")
+    for row in rows:
+        assert {"exact_match", "contains", "rouge_l", "loss"} <= set(row.scores), row.scores
+        assert 0 <= row.scores["exact_match"] <= 1 and row.scores["loss"] > 0
+        assert (list_runs(ws)[0].path.parent / row.run_id / "eval" / "sums.json").is_file()
     # one after another, in grid order
     statuses = [json.loads((list_runs(ws)[0].path.parent / r.run_id / "status.json").read_text()) for r in rows]
     for before, after in zip(statuses, statuses[1:]):

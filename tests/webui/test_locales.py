@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from core.chat.options import GenerationOptions
+from core.eval.options import EvalOptions
+from core.eval.worker import STAGES as EVAL_STAGES
 from core.export.options import ExportOptions
 from core.export.worker import STAGES
 from core.options import declared_fields
@@ -23,7 +25,7 @@ WEBUI = Path(i18n.__file__).parent
 
 
 def declared() -> list[tuple[str, object]]:
-    groups = {**section_types(), "export": ExportOptions, "generation": GenerationOptions}
+    groups = {**section_types(), "export": ExportOptions, "generation": GenerationOptions, "eval": EvalOptions}
     return [(f"{group}.{f.name}", f) for group, cls in groups.items() for f in declared_fields(cls)]
 
 
@@ -53,6 +55,11 @@ def test_every_message_key_the_code_uses_exists():
     used |= {f"export.state.{s}" for s in ("queued", "running", "completed", "failed", "cancelled")}
     used |= {f"data.warn.{code}" for code in ("cut", "nothing_trained", "stop_not_trained", "long")}
     used |= {f"export.stage.{key}" for key in (*STAGES, "queued")}
+    used |= {f"eval.stage.{key}" for key in (*EVAL_STAGES, "queued")}
+    used |= {f"eval.{kind}.{key}" for kind, keys in {"state": ("queued", "running", "completed", "failed", "cancelled"),
+             "model": ("base", "tuned"), "verdict": ("better", "worse", "same"),
+             "score": ("loss", "perplexity", "exact_match", "contains", "rouge_l"),
+             "col": ("prompt", "reference", "base", "tuned", "verdict", "metric", "difference")}.items() for key in keys}
     assert len(used) > 40 and sorted(k for k in used if k not in LOCALES["en"]["ui"]) == []
 
 
