@@ -24,17 +24,21 @@ def fill(page, elem_id, text):
 
 def test_a_small_sweep_fills_its_table(server, page, tmp_path, tiny_model_dir):
     url, workspace = server
-    job = tmp_path / "tiny-job.yaml"
-    job.write_text(yaml.safe_dump(tiny_job(tiny_model_dir, data={"eval_split": 0.25, "eval_steps": 1},
-                                           runtime={"threads": 1})))
+    text = yaml.safe_dump(tiny_job(tiny_model_dir, data={"eval_split": 0.25, "eval_steps": 1}, runtime={"threads": 1}))
+    outside, job = tmp_path / "tiny-job.yaml", workspace / "tiny-job.yaml"
+    outside.write_text(text)
+    job.write_text(text)
     page.goto(url)
     page.wait_for_selector("#start-button", timeout=60000)
     page.click("#tab-sweep-button")
-    set_field(page, "sweep-job", job)
+    set_field(page, "sweep-job", outside)  # the served page reads job files only where it reads data
     fill(page, "sweep-ties", "lora.alpha=2*lora.r")
     fill(page, "sweep-overrides", "train.max_steps=2")
     fill(page, "sweep-grid", "lora.r=2,0")
     fill(page, "sweep-eval", "")  # the sweep file picked first filled it; this sweep has no evaluation
+    page.click("#sweep-start")
+    page.wait_for_selector("#sweep-message:has-text('outside the folders')", timeout=30000)
+    set_field(page, "sweep-job", job)
     page.click("#sweep-start")
     page.wait_for_selector("#sweep-message:has-text('combination 2 (lora.r=0) lora.r')", timeout=30000)
     assert not list_sweeps(workspace) and not any((workspace / "queue").glob("*.yaml"))

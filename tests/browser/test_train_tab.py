@@ -76,19 +76,28 @@ def test_starts_at_once_make_one_run_and_a_refusal_naming_it(server, page):
     other.close()
 
 
-def test_trainer_crash_shows_failed_with_log(server, page, tmp_path):
-    # Bad data is refused before launch now (tests/browser/test_data_tab.py); a model folder whose
-    # config.json names no architecture passes the checks and makes the trainer itself fail.
-    broken = tmp_path / "broken-model"
-    broken.mkdir()
-    (broken / "config.json").write_text("{}")
+def test_trainer_crash_shows_failed_with_log(server, page, tmp_path, tiny_model_dir):
+    # Bad data and broken model folders are refused before launch now (tests/browser/test_data_tab.py,
+    # tests/safety/test_bad_inputs.py). A model whose weights are all NaN passes those checks (they read file
+    # headers, not values), and the trainer itself fails at its first step (NonFiniteLoss).
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "nan-model"
+    shutil.copytree(tiny_model_dir, broken)
+    weights = load_file(broken / "model.safetensors")
+    save_file({k: torch.full_like(v, float("nan")) for k, v in weights.items()}, broken / "model.safetensors",
+              metadata={"format": "pt"})
     url, _ = server
     page.goto(url)
     set_field(page, "field-model-path", broken)
     set_field(page, "field-train-max-steps", 2)
     page.click("#start-button")
     wait_for(page, STATE, lambda s: s == "failed", 120, "the run to fail")
-    assert page.locator("#train-progress .train-error").count() == 1  # the error kind and message are shown
+    # The reason in plain words, with its kind (core/runs/failure.py)
+    assert page.get_attribute("#train-progress .run-reason", "data-kind") == "NonFiniteLoss"
     assert 'File "' in page.input_value("#train-log textarea")  # the tail of the trainer's traceback
 
 
