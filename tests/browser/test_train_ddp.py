@@ -9,7 +9,8 @@ from core.runtime.hardware import cpu_cores
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.test_train_tab import STATE, set_field, wait_for
 
-pytestmark = pytest.mark.browser
+# Slow: two trainer processes; tests/runtime/test_ddp_cpu.py is the default suite's DDP check.
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def pick(page, elem_id, option):

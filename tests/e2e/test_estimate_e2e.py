@@ -13,7 +13,8 @@ import pytest
 from core.runs import runner
 from tests.helpers import kill_leftover_trainers, wait_for_end
 
-pytestmark = pytest.mark.e2e
+# Slow: 12 bundled-model runs; the tiny-model estimate tests stay in the default suite.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TOLERANCE = 0.15
 METHODS = ("lora", "qlora", "dora")

@@ -16,7 +16,8 @@ import pytest
 
 from core.paths import PRESETS_DIR, PROJECT_ROOT
 
-pytestmark = pytest.mark.e2e
+# Slow: bundled-model presets, ~2 min each; tests/methods' matrix trains every method in the default suite.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 IDENTITY_PRESETS = ["dora"]
 

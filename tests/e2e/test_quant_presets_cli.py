@@ -12,7 +12,8 @@ import pytest
 from core.paths import PROJECT_ROOT
 from tests.e2e.test_quickstart_cli import greedy_answer
 
-pytestmark = pytest.mark.e2e
+# Slow: bundled-model presets, ~2 min each; tests/methods' matrix trains every method in the default suite.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("preset", ["qlora", "adalora"])

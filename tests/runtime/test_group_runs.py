@@ -7,6 +7,8 @@ import re
 import signal
 import time
 
+import pytest
+
 from core.runs import runner
 from core.runs.folder import RunFolder
 from core.runs.job_folder import pid_alive
@@ -61,6 +63,7 @@ def test_a_killed_rank_fails_the_run_naming_it_and_leaves_no_process(tiny_model_
     wait_until(lambda: not any(pid_alive(p) for p in (launcher, *pids.values())), 10, "the group's processes to end")
 
 
+@pytest.mark.slow  # a third group run; the acceptance points above stay in the default suite
 def test_stop_stops_every_rank_at_the_same_step_and_saves(tiny_model_dir, workspace):
     spec = tiny_spec(tiny_model_dir, runtime={"processes": 2, "strategy": "ddp", "device": "cpu"},
                      train={"batch_size": 2, "max_steps": 400})
