@@ -106,13 +106,6 @@ def summary_html(run: RunFolder, status: dict, lang: str) -> str:
     return f"<div id='runs-open' data-state='{state}' data-run='{html.escape(run.run_id)}'>{body}{reason}</div>"
 
 
-def open_run(path: str | None) -> RunFolder | None:
-    if not path:
-        return None
-    run = RunFolder(Path(path))
-    return run if run.job.is_file() else None
-
-
 def build_runs_tab(workspace: Path, page: PageLanguage, train: dict, tabs: gr.Tabs) -> dict:
     """Draw the tab. `train` is what the Train tab returned (its form and method picker), `tabs` the page's
     tabs: loading a job switches to the Train tab with it in the form."""
@@ -206,7 +199,7 @@ def build_runs_tab(workspace: Path, page: PageLanguage, train: dict, tabs: gr.Ta
 
     def draw(path, lang_now):
         """summary, charts, job, log, name, note and the buttons of the open run (everything empty when none)."""
-        run = open_run(path)
+        run = history.workspace_run(workspace, path)
         if run is None:
             off = gr.update(interactive=False)
             return (None, "", training_figure([], chart_titles(lang_now)), "", "", "", "", *[off] * 7)
@@ -226,12 +219,12 @@ def build_runs_tab(workspace: Path, page: PageLanguage, train: dict, tabs: gr.Ta
 
     def on_pick(path, lang_now):
         drawn = list(draw(path, lang_now))
-        run = open_run(path)
+        run = history.workspace_run(workspace, path)
         delete_ok = run is not None and RunActions.of(run, run.status()).delete
         return [*drawn, gr.update(interactive=delete_ok), gr.update(visible=False), gr.update(visible=False), None]
 
     def on_detail_tick(last, path, lang_now):
-        run = open_run(path)
+        run = history.workspace_run(workspace, path)
         if run is None or (last and tuple(last) == signature(run)):
             return [gr.skip()] * (len(detail_outputs) + 1)
         drawn = list(draw(path, lang_now))
@@ -249,7 +242,7 @@ def build_runs_tab(workspace: Path, page: PageLanguage, train: dict, tabs: gr.Ta
 
     # --- actions ------------------------------------------------------------------------------------------
     def picked_or_say(path):
-        run = open_run(path)
+        run = history.workspace_run(workspace, path)
         return run, (None if run else [["runs.pick_first"]])
 
     def on_resume(path):
@@ -338,7 +331,7 @@ def build_runs_tab(workspace: Path, page: PageLanguage, train: dict, tabs: gr.Ta
 
     def on_confirm(path):
         hide = (gr.update(visible=False), gr.update(visible=False))
-        run = open_run(path)
+        run = history.workspace_run(workspace, path)
         if run is None:
             return None, [["runs.pick_first"]], *hide
         try:
@@ -364,7 +357,7 @@ def build_runs_tab(workspace: Path, page: PageLanguage, train: dict, tabs: gr.Ta
 
     # --- compare --------------------------------------------------------------------------------------------
     def on_compare(paths, axis, lang_now):
-        runs = [r for r in (open_run(p) for p in paths or []) if r is not None]
+        runs = [r for r in (history.workspace_run(workspace, p) for p in paths or []) if r is not None]
         if len(runs) < 2:
             return gr.skip(), gr.skip(), [["runs.compare.pick_two"]]
         return (*compare_view(runs, axis, lang_now), [])
@@ -380,7 +373,7 @@ def build_runs_tab(workspace: Path, page: PageLanguage, train: dict, tabs: gr.Ta
 
     def on_switch(lang_now, path, paths, axis, current_pick, current_compare, current_queue):
         drawn = list(draw(path, lang_now))[1:5]  # summary, charts, job, log
-        runs = [r for r in (open_run(p) for p in paths or []) if r is not None]
+        runs = [r for r in (history.workspace_run(workspace, p) for p in paths or []) if r is not None]
         shown = compare_view(runs, axis, lang_now) if len(runs) >= 2 else (gr.skip(), gr.skip())
         return [*lists(lang_now, current_pick, current_compare, current_queue), *drawn, *shown,
                 gr.update(choices=x_choices(lang_now))]

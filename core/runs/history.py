@@ -190,6 +190,20 @@ def all_rows(workspace: Path) -> list[RunRow]:
     return [queue_row(e) for e in queue.entries(workspace)] + [run_row(r) for r in list_runs(workspace)]
 
 
+def workspace_run(workspace: Path, path: str | None) -> RunFolder | None:
+    """The run at `path` when it is a run folder of `workspace` (directly in its runs/), else None: the Runs
+    tab acts (opens, renames, deletes) only on its own workspace's runs, whatever path a request carries."""
+    if not path:
+        return None
+    try:
+        where = Path(path).resolve()
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if where.parent != runs_dir(workspace).resolve() or not (where / "job.yaml").is_file():
+        return None
+    return RunFolder(where)
+
+
 def find_run(workspace: Path, ref: str) -> RunFolder:
     """The run named by a folder path, a run id, or the start of exactly one run id."""
     path = Path(ref).expanduser()

@@ -130,3 +130,15 @@ def test_compare_curves_on_each_x_axis(tmp_path, job, axis, xs):
     assert curves["memory_mb"][1] == [50.0, 80.0, 70.0]
     # eval records carry a step only: they sit at their step's tokens or time
     assert curves["eval_loss"] == (xs[1:], [2.7, 2.9])
+
+
+def test_the_runs_tab_acts_only_on_runs_of_its_own_workspace(tmp_path, job):
+    mine = make_run(tmp_path / "ws", "r1", job)
+    other = make_run(tmp_path / "elsewhere", "r2", job)
+    ws = tmp_path / "ws"
+    assert history.workspace_run(ws, str(mine.path)).path == mine.path.resolve()
+    for path in (str(other.path), str(ws / "runs" / ".." / ".." / "elsewhere" / "runs" / "r2"), str(ws), "", None):
+        assert history.workspace_run(ws, path) is None, path
+    link = ws / "runs" / "link"
+    link.symlink_to(other.path)  # a link in runs/ that leads out of the workspace is not a run of it
+    assert history.workspace_run(ws, str(link)) is None
