@@ -12,7 +12,7 @@ import yaml
 from core.runs import queue, runner, scheduler
 from core.runs.folder import list_runs
 from core.runs.process_group import group_members
-from tests.helpers import kill_leftover_trainers, tiny_spec, wait_until
+from tests.helpers import kill_leftover_trainers, start_server, tiny_spec, wait_until
 
 
 def end_scheduler(workspace) -> None:
@@ -58,7 +58,8 @@ def test_taking_an_entry_moves_its_file_once(tmp_path):
     assert not (tmp_path / "other.yaml").exists()
 
 
-def test_three_queued_jobs_run_in_order_across_a_scheduler_killed_and_restarted(tiny_model_dir, queue_workspace):
+def test_three_queued_jobs_run_in_order_across_a_ui_and_scheduler_killed_and_restarted(tiny_model_dir,
+                                                                                      queue_workspace, tmp_path):
     ws = queue_workspace
     # Told apart by their step counts; long enough that the first still runs when its scheduler is killed.
     steps = [12, 4, 3]
@@ -67,20 +68,29 @@ def test_three_queued_jobs_run_in_order_across_a_scheduler_killed_and_restarted(
     # The last two swap places: the queue's order, not the order they were added, decides.
     queue.move(ws, ids[2], -1)
     order = [ids[0], ids[2], ids[1]]
-    assert scheduler.ensure_running(ws)
-    first = wait_until(lambda: queue.started_runs(ws).get(order[0]), 60, "the scheduler to start the first job")
-    pid = wait_until(lambda: (scheduler.running_pid(ws) or 0) > 0 and scheduler.running_pid(ws), 30, "its pid")
-    wait_until(lambda: first.raw_status().get("pid"), 60, "the first trainer to be launched")
+    servers = []
+    try:
+        # The UI starts the workspace's scheduler when it starts (jobs were left waiting).
+        servers.append(start_server(ws, tmp_path / "ui-1.log")[0])
+        first = wait_until(lambda: queue.started_runs(ws).get(order[0]), 90, "the scheduler to start the first job")
+        pid = wait_until(lambda: (scheduler.running_pid(ws) or 0) > 0 and scheduler.running_pid(ws), 30, "its pid")
+        wait_until(lambda: first.raw_status().get("pid"), 60, "the first trainer to be launched")
 
-    os.kill(pid, signal.SIGKILL)  # the scheduler dies while a job runs and two wait
-    wait_until(lambda: scheduler.running_pid(ws) is None, 10, "the scheduler's lock to be released")
-    assert [e.entry_id for e in queue.entries(ws)] == order[1:]
-    assert first.is_active(), "the run goes on without its scheduler"
+        servers[0].kill()  # the UI server and the scheduler die while a job runs and two wait
+        os.kill(pid, signal.SIGKILL)
+        servers[0].wait(timeout=30)
+        wait_until(lambda: scheduler.running_pid(ws) is None, 10, "the scheduler's lock to be released")
+        assert [e.entry_id for e in queue.entries(ws)] == order[1:]
+        assert first.is_active(), "the run goes on without its scheduler"
 
-    assert scheduler.ensure_running(ws)  # what the UI or `app.py runs` does when jobs wait and none runs
-    assert scheduler.ensure_running(ws)  # and again: still one scheduler
-    wait_until(lambda: queue.is_empty(ws) and not any(r.is_active() for r in list_runs(ws)), 400,
-               "every queued job to run")
+        servers.append(start_server(ws, tmp_path / "ui-2.log")[0])  # the restarted UI starts a scheduler again
+        wait_until(lambda: scheduler.running_pid(ws), 30, "the restarted UI to start a scheduler")
+        assert scheduler.ensure_running(ws)  # and `app.py runs` doing the same finds it: still one scheduler
+        wait_until(lambda: queue.is_empty(ws) and not any(r.is_active() for r in list_runs(ws)), 400,
+                   "every queued job to run")
+    finally:
+        for server in servers:
+            server.kill()
     started = queue.started_runs(ws)
     runs = [started[i] for i in order]
     assert len(list_runs(ws)) == 3, "no job ran twice"
