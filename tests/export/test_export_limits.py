@@ -27,6 +27,7 @@ def finished_run(tmp_path, tiny_model_dir) -> RunFolder:
     run.job.write_text(dump_spec(tiny_spec(tiny_model_dir)))
     run.status_file.write_text(json.dumps({"state": "completed"}))
     (run.path / "adapter" / "adapter_config.json").write_text("{}")
+    (run.path / "adapter" / "adapter_model.safetensors").write_bytes(b"w" * 100)  # an adapter without weights is not usable
     return run
 
 

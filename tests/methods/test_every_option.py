@@ -433,6 +433,40 @@ def vera_targets(job: Job, toggles):
 MISSING = "/nonexistent/path"  # a value that parses but names nothing on this machine
 
 
+def model_trust_remote_code(job: Job, trust):
+    # Every load passes the job's value explicitly, so transformers never asks on a terminal (issue 10);
+    # a folder naming code of its own is refused unless it is on (tests/models/test_remote_code.py).
+    from unittest import mock
+
+    spec = job.parse(model={"trust_remote_code": trust})
+    with mock.patch.object(AutoModelForCausalLM, "from_pretrained", wraps=AutoModelForCausalLM.from_pretrained) as load:
+        load_base_model(spec, "cpu")
+    assert load.call_args.kwargs["trust_remote_code"] is trust
+
+
+def model_init_adapter(job: Job, value):
+    if value == MISSING:
+        return job.assert_refused("model.init_adapter", model={"init_adapter": value})
+    from core.training.trainer import start_from_adapter
+
+    _, trained = job.build()
+    with torch.no_grad():
+        for name, p in trained.named_parameters():
+            if "lora_B" in name:
+                p.fill_(0.25)  # not the fresh adapter's zeros, so starting from it is visible
+    folder = job.tmp_path / "start-adapter"
+    trained.save_pretrained(folder)
+    spec = job.parse(model={"init_adapter": str(folder)})
+    started = start_from_adapter(load_base_model(spec, "cpu"), spec.model.init_adapter)
+    b_weights = {k: v for k, v in started.state_dict().items() if "lora_B" in k}
+    assert b_weights and all(torch.all(v == 0.25) for v in b_weights.values())
+    assert any(p.requires_grad for n, p in started.named_parameters() if "lora_" in n)  # it trains further
+
+
+def train_keep_checkpoints(job: Job, keep):
+    assert job.trainer_inputs(train={"keep_checkpoints": keep}).args.save_total_limit == keep
+
+
 def write_samples(path, word: str, count: int = 5):
     """A small alpaca file whose every answer holds `word`."""
     path.write_text("".join(json.dumps({"instruction": f"Question {i}?", "output": f"The {word} number {i}."}) + "\n"
@@ -705,6 +739,8 @@ OPTIONS: dict[str, Option] = {
     "vera.dropout": Option([0.25], vera_dropout),
     "vera.targets": Option(TOGGLE_VALUES, vera_targets),
     "model.path": Option(["a second tiny model", MISSING], model_path),
+    "model.trust_remote_code": Option([False, True], model_trust_remote_code),
+    "model.init_adapter": Option(["an adapter saved here", MISSING], model_init_adapter),
     "data.dataset": Option(["a file of its own", MISSING], data_dataset),
     "data.registry": Option(["a registry of its own", MISSING], data_registry),
     "data.name": Option(["Zed"], data_placeholder("name")),
@@ -730,6 +766,7 @@ OPTIONS: dict[str, Option] = {
     "train.gradient_checkpointing": Option(["auto", "on", "off"], train_gradient_checkpointing),
     "train.logging_steps": Option([2], train_arg("logging_steps", "logging_steps")),
     "train.save_steps": Option([3, 0], train_save_steps),
+    "train.keep_checkpoints": Option([1, 3], train_keep_checkpoints),
     "train.seed": Option([7], train_seed),
     "runtime.device": Option(["auto", "cpu", "cuda", "0", "0,1"], runtime_device),
     "runtime.precision": Option(["auto", "bf16", "fp16", "fp32"], runtime_precision),
