@@ -598,6 +598,8 @@ def runtime_device(job: Job, device):
 
 
 def runtime_precision(job: Job, precision):
+    if precision == "fp16" and not torch.cuda.is_available():
+        return job.assert_refused("runtime.precision", runtime={"precision": precision})  # emulated on a CPU, 3x slower
     args = job.trainer_inputs(runtime={"precision": precision}).args
     chosen = precision if precision != "auto" else ("bf16" if cpu_has_native_bf16() else "fp32")
     assert (args.bf16, args.fp16) == (chosen == "bf16", chosen == "fp16")
@@ -760,7 +762,7 @@ OPTIONS: dict[str, Option] = {
     "train.warmup_steps": Option([2], train_arg("warmup_steps", "warmup_steps")),
     "train.lr_scheduler": Option(["cosine", "linear", "constant", "constant_with_warmup"],
                                  train_arg("lr_scheduler", "lr_scheduler_type")),
-    "train.max_grad_norm": Option([0.5, 0.0], train_arg("max_grad_norm", "max_grad_norm", lambda v: v or None)),
+    "train.max_grad_norm": Option([0.5, 0.0], train_arg("max_grad_norm", "max_grad_norm")),  # 0: no clipping
     "train.group_by_length": Option([True, False], train_arg("group_by_length", "train_sampling_strategy",
                                                              lambda on: "group_by_length" if on else "random")),
     "train.gradient_checkpointing": Option(["auto", "on", "off"], train_gradient_checkpointing),
