@@ -191,7 +191,9 @@ def after_wrap(spec, peft_model) -> None:
     quantised = (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
     over = Counter(type(m.base_layer).__name__ for m in peft_model.modules()
                    if isinstance(getattr(m, "base_layer", None), quantised))
-    print(f"[workbench] adapters over quantised layers: {dict(over)}", flush=True)
+    if over or any(isinstance(m, quantised) for m in peft_model.modules()):
+        # Not for the parameter count's meta model (nothing is quantised there), which would say {} in train.log.
+        print(f"[workbench] adapters over quantised layers: {dict(over)}", flush=True)
     base(NAME).after_wrap(spec, peft_model)  # LoRA's own options (e.g. frozen A) apply to QLoRA too
 
 
