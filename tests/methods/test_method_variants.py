@@ -120,7 +120,7 @@ def test_lorafa_has_no_gradient_on_a(tiny_model_dir):
 
 
 def test_lorafa_trains_b_only_and_counts_only_b(tiny_model_dir, workspace):
-    spec, run = train_run(tiny_model_dir, workspace, lora={"fa": True}, train={"save_steps": 1})
+    spec, run = train_run(tiny_model_dir, workspace, lora={"fa": True}, train={"save_steps": 1, "keep_checkpoints": 10})
     only_b = tiny_b_count(tiny_model_dir)
     assert count_parameters(spec)["trainable"] == only_b  # what the Train tab shows
     cli = subprocess.run([sys.executable, "app.py", "params", str(run.job)], cwd=PROJECT_ROOT,
