@@ -124,11 +124,11 @@ def test_a_run_that_allowed_the_code_keeps_it_for_chat_and_export(custom_model, 
     from core.export.options import ExportError, ExportOptions, check_options
     from core.models.adapter import load_run_model
     from core.safety.access import AccessPolicy
-    from tests.helpers import train_tiny_run
+    from tests.helpers import tiny_spec, train_spec
 
     folder, mark = custom_model
     workspace = tmp_path / "ws"
-    run = train_tiny_run(workspace, folder, model={"trust_remote_code": True}, train={"max_steps": 2})
+    run = train_spec(workspace, tiny_spec(folder, model={"trust_remote_code": True}, train={"max_steps": 2}))
     mark.unlink()
     model, tokenizer, spec = load_run_model(run)  # the job's own choice, as when it trained
     assert spec.model.trust_remote_code and type(model.get_base_model()).__name__ == "HomeMadeForCausalLM"
