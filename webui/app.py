@@ -28,7 +28,10 @@ def build_app(workspace: Path, lang: str = "en", policy: AccessPolicy | None = N
     if problem:
         print(f"warning: {problem}", file=sys.stderr)
     policy = policy or server_policy(workspace)
-    scheduler.ensure_running(workspace)  # jobs left in the queue by an earlier session start now
+    try:
+        scheduler.ensure_running(workspace)  # jobs left in the queue by an earlier session start now
+    except OSError as err:  # a full disk or an unwritable workspace must not stop the UI from starting either
+        print(f"warning: the queue's scheduler could not be started: {err}", file=sys.stderr)
     with gr.Blocks(title="LoRA Workbench", delete_cache=UPLOAD_CACHE_CLEANUP) as demo:
         with gr.Row():
             gr.Markdown(**i18n.props("title", lang))

@@ -40,6 +40,7 @@ def served(tmp_path_factory, tiny_model_dir):
     (run / "job.yaml").write_text(dump_spec(tiny_spec(tiny_model_dir)))
     (run / "status.json").write_text(json.dumps({"state": "completed"}))
     (run / "adapter" / "adapter_config.json").write_text("{}")
+    (run / "adapter" / "adapter_model.safetensors").write_bytes(b"w" * 100)  # without weights it is not usable
     users = root / "users"
     users.write_text(login_line(USER, PASSWORD) + "\n")
     proc, url = start_server(workspace, root / "server.log", "--host", "0.0.0.0", "--data-root", extra,
