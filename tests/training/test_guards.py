@@ -57,7 +57,8 @@ def small_disk(tmp_path):
 def test_a_full_disk_fails_as_disk_full_and_keeps_the_last_whole_checkpoint(tiny_model_dir, small_disk):
     # Each checkpoint holds the tokenizer (about 3.6 MB): a checkpoint every step fills 24 MB in a few steps.
     workspace = small_disk / "ws"
-    run = runner.start(tiny_spec(tiny_model_dir, train={"max_steps": 40, "save_steps": 1}), workspace)
+    run = runner.start(tiny_spec(tiny_model_dir, train={"max_steps": 40, "save_steps": 1, "keep_checkpoints": 1000}),
+                       workspace)  # every checkpoint kept, so they fill the small disk
     status = wait_for_end(run)
 
     assert status["state"] == "failed", status
@@ -95,7 +96,7 @@ def test_the_run_stops_at_the_step_whose_batch_turns_the_loss_nan(tiny_model_dir
     data.write_text(json.dumps(samples), encoding="utf-8")
 
     spec = tiny_spec(folder, data={"dataset": str(data), "max_samples": 0},
-                     train={"max_steps": 12, "batch_size": 1, "save_steps": 1})
+                     train={"max_steps": 12, "batch_size": 1, "save_steps": 1, "keep_checkpoints": 100})
     run = runner.start(spec, workspace)
     status = wait_for_end(run)
 
