@@ -17,9 +17,8 @@ from core.eval.options import EvalError, EvalOptions, resolve
 from core.options import OptionsError, build_options
 from core.runs.folder import RunFolder
 from core.runs.launch import LaunchError
-from core.runs.views import pick_run
 from webui import i18n
-from webui.export_tab import run_choices
+from webui.export_tab import run_choices, run_picker
 from webui.form import FieldForm, option_problems
 from webui.language import PageLanguage
 
@@ -128,9 +127,7 @@ def build_eval_tab(workspace: Path, page: PageLanguage, policy=None) -> dict:
     run = form.components["eval.run"]
 
     def picker(current, seen):
-        options = run_choices(workspace)
-        paths = [path for _, path in options]
-        return gr.update(choices=options, value=pick_run(current, seen, paths)), (paths[0] if paths else None)
+        return run_picker(workspace, current, seen)
 
     def on_start(job_path, *values):
         if job_path and eval_job.EvalJob(Path(job_path)).status()["state"] in eval_job.ACTIVE:

@@ -26,6 +26,14 @@ def run_choices(workspace: Path) -> list[tuple[str, str]]:
     return [(run.run_id, str(run.path)) for run in usable_runs(workspace)]
 
 
+def run_picker(workspace: Path, current, seen):
+    """A run picker as it is now, on the newest usable run when one finished since it last looked; with the
+    newest run, for the next look (the Export and Evaluate tabs)."""
+    options = run_choices(workspace)
+    paths = [path for _, path in options]
+    return gr.update(choices=options, value=pick_run(current, seen, paths)), (paths[0] if paths else None)
+
+
 def stage_text(status: dict, lang: str) -> str:
     """The export's stage in `lang`; the worker's English words when the locale has no entry for it."""
     key = f"export.stage.{status.get('stage_key') or status.get('stage')}"
@@ -87,10 +95,7 @@ def build_export_tab(workspace: Path, page: PageLanguage, policy: AccessPolicy) 
     run = form.components["export.run"]
 
     def picker(current, seen):
-        """The run picker as it is now, on the newest usable run when one finished since it last looked."""
-        options = run_choices(workspace)
-        paths = [path for _, path in options]
-        return gr.update(choices=options, value=pick_run(current, seen, paths)), (paths[0] if paths else None)
+        return run_picker(workspace, current, seen)
 
     def on_start(job_path, *values):
         if job_path and export_job.ExportJob(Path(job_path)).status()["state"] in export_job.ACTIVE:
