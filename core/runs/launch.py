@@ -24,6 +24,14 @@ class LaunchError(OSError):
     """The worker process could not be started (no interpreter, no memory for fork, no permission)."""
 
 
+def worker_pythonpath() -> str:
+    """The project first, then whatever PYTHONPATH the user already had: packages installed with
+    `pip install --target` (common on shared GPU machines) live there, and a worker without them fails
+    at its first import (found on the GPU machine: trainers died with "No module named 'trl'")."""
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(PROJECT_ROOT)]
+    return os.pathsep.join([str(PROJECT_ROOT), *inherited])
+
+
 def launch(module: str, args: list[str], log_file: Path, *, job: JobFolder | None = None,
            piped: bool = False) -> subprocess.Popen:
     """Start `python -m module args`, output appended to `log_file`.
@@ -33,7 +41,7 @@ def launch(module: str, args: list[str], log_file: Path, *, job: JobFolder | Non
     no process would otherwise read as active forever and block the next start.
     """
     command = [sys.executable, "-m", module, *map(str, args)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(PROJECT_ROOT))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=worker_pythonpath())
     pipe = subprocess.PIPE if piped else subprocess.DEVNULL
     try:
         log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -105,7 +105,8 @@ def test_tail_of_a_cut_character_is_replaced_not_an_error(tmp_path):
     assert tail_text(log, 4) == "\ufffd成"
 
 
-def test_detached_worker_has_its_own_session_the_project_env_and_a_log(tmp_path):
+def test_detached_worker_has_its_own_session_the_project_env_and_a_log(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYTHONPATH", raising=False)
     log = tmp_path / "logs" / "worker.log"  # the launcher makes the folder
     proc = launch("tests.runs.probe_worker", ["a", tmp_path], log)
     assert proc.wait(timeout=60) == 0  # stdin is closed: the probe's echo loop ends at once
@@ -115,6 +116,15 @@ def test_detached_worker_has_its_own_session_the_project_env_and_a_log(tmp_path)
     assert report["args"] == ["a", str(tmp_path)]
     assert report["unbuffered"] == "1" and report["pythonpath"] == str(PROJECT_ROOT)
     assert report["cwd"] == str(PROJECT_ROOT) and stderr_line == "probe: to stderr"
+
+
+def test_a_worker_keeps_the_users_pythonpath_after_the_project(tmp_path, monkeypatch):
+    """Packages installed with `pip --target` are found through PYTHONPATH; the worker must see them too."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/opt/site-extra", str(PROJECT_ROOT)]))
+    log = tmp_path / "worker.log"
+    assert launch("tests.runs.probe_worker", [], log).wait(timeout=60) == 0
+    report = json.loads(log.read_text().splitlines()[0])
+    assert report["pythonpath"].split(os.pathsep) == [str(PROJECT_ROOT), "/opt/site-extra"]
 
 
 def test_piped_worker_talks_over_stdin_and_stdout_and_logs_stderr(tmp_path):
