@@ -228,8 +228,17 @@ def cmd_resume(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    from core.runs import runner
+    from core.runs import queue, runner
 
+    waiting = [e for e in queue.entries(args.workspace) if e.entry_id == args.run]
+    if waiting:  # a job that has not started yet: stopping it takes it off the queue
+        try:
+            queue.remove(args.workspace, args.run)
+        except queue.QueueError as err:  # it started between the two looks: stop it as a run below
+            print(f"note: {err}", file=sys.stderr)
+        else:
+            print(f"removed {args.run} from the queue; it never started", file=sys.stderr)
+            return 0
     run = _find_run(args)
     if run is None:
         return 2
@@ -487,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="continue a failed or stopped run from its last checkpoint, in the same folder")
     resume.add_argument("run", help="a run id (or its start) from `app.py runs`, or a run folder")
     resume.add_argument("--detach", action="store_true", help="return at once instead of following the run")
-    stop = sub.add_parser("stop", parents=[workspace], help="stop a run after its current step, saving it")
+    stop = sub.add_parser("stop", parents=[workspace], help="stop a run after its current step, saving it (a queued job leaves the queue)")
     stop.add_argument("run", help="a run id (or its start) from `app.py runs`, or a run folder")
     stop.add_argument("--kill", action="store_true",
                       help="end its whole process group now: SIGTERM, then SIGKILL after --grace seconds; it stays "

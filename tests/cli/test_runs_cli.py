@@ -116,6 +116,11 @@ def test_queue_from_a_job_file_with_overrides(tiny_model_dir, workspace, cli, tm
     rows = listed(cli)
     assert rows[entry.entry_id]["state"] == "queued" and rows[entry.entry_id]["queue_position"] == 1
     assert rows[long_run.run_id]["state"] in ("queued", "running")
+    code, _, _ = cli("queue", str(job))  # a second job, then taken off the queue before it starts
+    second = next(e for e in queue.entries(workspace) if e.entry_id != entry.entry_id)
+    code, _, err = cli("stop", second.entry_id)
+    assert code == 0 and f"removed {second.entry_id} from the queue" in err
+    assert [e.entry_id for e in queue.entries(workspace)] == [entry.entry_id]
     long_run.kill(grace_s=5)
     run = wait_until(lambda: queue.started_runs(workspace).get(entry.entry_id), 60, "the queued job to start")
     assert wait_for_end(run)["state"] == "completed"
