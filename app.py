@@ -12,9 +12,17 @@
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from core.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except BrokenPipeError:
+        # `app.py runs | head`: the reader closed the pipe. End quietly, as other terminal tools do, instead of
+        # a traceback (and keep Python's flush at exit from raising again). SIGPIPE itself stays ignored, so
+        # the served UI never dies of a closed client socket.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
