@@ -123,9 +123,13 @@ def start_queued(entry: QueueEntry, workspace: Path, wait_behind: tuple[Claim, .
 def trainer_module(spec: JobSpec) -> str:
     """The process a run starts: the trainer itself, or for several processes (and FSDP/DeepSpeed) the group
     launcher that runs `accelerate launch` with the trainer and watches its ranks as one."""
-    from core.runtime.layout import in_group
+    return module_for_strategy(spec.runtime.strategy)
 
-    return "core.training.group" if in_group(spec) else "core.training.trainer"
+
+def module_for_strategy(strategy: str) -> str:
+    from core.runtime.layout import strategy_in_group
+
+    return "core.training.group" if strategy_in_group(strategy) else "core.training.trainer"
 
 
 def stop(run: RunFolder) -> None:

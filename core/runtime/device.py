@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 
-import torch
-
 DEVICE_WORDS = ("auto", "cpu", "cuda")
 _IDS = re.compile(r"^\d+(\s*,\s*\d+)*$")
 
@@ -40,6 +38,8 @@ def pick_device(requested: str) -> str:
     """The kind of device the trainer computes on: "cuda" or "cpu" (GPU ids mean cuda)."""
     value = str(requested).strip()
     if value == "auto":
+        import torch  # here, not at the top: the supervisor and the UI read the rest without torch
+
         return "cuda" if torch.cuda.is_available() else "cpu"
     if value == "cpu":
         return "cpu"
@@ -66,5 +66,7 @@ def pick_precision(requested: str, device: str) -> str:
     if requested != "auto":
         return requested
     if device == "cuda":
+        import torch  # here, not at the top: the supervisor and the UI read the rest without torch
+
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "bf16" if cpu_has_native_bf16() else "fp32"

@@ -25,7 +25,11 @@ def world_size(spec) -> int:
 
 def in_group(spec) -> bool:
     """True when the job trains through accelerate's launcher (several processes, or FSDP/DeepSpeed)."""
-    return spec.runtime.strategy != "single"
+    return strategy_in_group(spec.runtime.strategy)
+
+
+def strategy_in_group(strategy: str) -> bool:
+    return strategy != "single"
 
 
 def sharded(spec) -> bool:

@@ -58,3 +58,27 @@ def test_starts_at_once_make_one_run_and_stop_saves_it(tiny_model_dir, workspace
     assert (run.adapter_dir / "adapter_model.safetensors").is_file()
     assert run.read_metrics()[0][-1]["step"] == status["step"]  # metrics cover every step it made
     assert active_run(workspace) is None  # the workspace is free again
+
+
+@pytest.mark.parametrize("strategy, module", [("single", "core.training.trainer"), ("ddp", "core.training.group")])
+def test_the_supervisor_picks_the_trainer_without_importing_torch(tiny_model_dir, tmp_path, strategy, module):
+    """The supervisor only waits on the trainer; importing torch and peft to read one field cost it seconds
+    of CPU beside the trainer's own start."""
+    import json
+    import subprocess
+    import sys
+
+    from core.paths import PROJECT_ROOT
+    from core.spec import dump_spec
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    runtime = {"strategy": strategy, "processes": 1 if strategy == "single" else 2}
+    (folder / "job.yaml").write_text(dump_spec(tiny_spec(tiny_model_dir, runtime=runtime)))
+    probe = ("import json, sys\nfrom pathlib import Path\nfrom core.runs.folder import RunFolder\n"
+             "from core.runs.supervisor import trainer_command\n"
+             f"command = trainer_command(RunFolder(Path({str(folder)!r})))\n"
+             "print(json.dumps([command[2], sorted(m for m in ('torch', 'peft', 'transformers') if m in sys.modules)]))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [module, []]
