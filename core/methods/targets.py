@@ -7,7 +7,10 @@ uses one of the common naming schemes works without a per-model table.
 """
 from __future__ import annotations
 
-import torch.nn as nn
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch.nn as nn
 
 TOGGLES = ["query", "key", "value", "projection", "mlp", "head", "all-linear"]
 
@@ -28,6 +31,8 @@ _NAME_TO_TOGGLES = {
 
 
 def _linear_names(model: nn.Module) -> list[str]:
+    import torch.nn as nn  # here: reading a job must not import torch
+
     # Quantised and GPT-2-style layers are not nn.Linear subclasses but PEFT wraps them all the same.
     kinds = ("Linear4bit", "Linear8bitLt", "Conv1D")
     return [n for n, m in model.named_modules() if isinstance(m, nn.Linear) or type(m).__name__ in kinds]
