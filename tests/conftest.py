@@ -17,6 +17,7 @@ import pytest  # noqa: E402
 
 from tests.helpers import METHOD_MATRIX, kill_leftover_trainers, tiny_spec, train_spec  # noqa: E402
 
+
 # Test files that share the session's quickstart run (two minutes to train): under pytest-xdist they go to
 # one worker, so it is trained once, not once per worker.
 QUICKSTART_USERS = ("tests/e2e/test_quickstart_cli.py", "tests/e2e/test_eval_quickstart.py", "tests/browser/test_chat_tab.py")
