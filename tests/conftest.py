@@ -18,21 +18,9 @@ import pytest  # noqa: E402
 from tests.helpers import METHOD_MATRIX, kill_leftover_trainers, tiny_spec, train_spec  # noqa: E402
 
 
-# Test files that share the session's quickstart run (two minutes to train): under pytest-xdist they go to
-# one worker, so it is trained once, not once per worker.
-QUICKSTART_USERS = ("tests/e2e/test_quickstart_cli.py", "tests/e2e/test_eval_quickstart.py", "tests/browser/test_chat_tab.py")
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (`scripts/test.sh` runs two workers with --dist loadgroup) each test file is one
-    group, so a file's module fixtures are built once; the quickstart run's users form one group.
-
-    Tests marked `gpu` run where a CUDA GPU is visible; elsewhere they are skipped with the reason, so
+    """Tests marked `gpu` run where a CUDA GPU is visible; elsewhere they are skipped with the reason, so
     `pytest -rs` lists what did not run here."""
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group("quickstart" if path in QUICKSTART_USERS else path))
     gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu_tests:
         return
@@ -43,16 +31,6 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="needs a CUDA GPU; none is visible on this machine")
     for item in gpu_tests:
         item.add_marker(skip)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def one_thread_per_worker():
-    """Two xdist workers share the machine's cores: the tiny model gains nothing from more threads, and two
-    workers with a thread per core each would only wait on each other."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        import torch
-
-        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

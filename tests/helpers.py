@@ -9,14 +9,12 @@ from core.spec import spec_from_dict
 from core.spec.parse import merge
 
 # The smallest job that still exercises the real trainer end to end: 16 identity samples,
-# 4 steps of 4 samples (exactly one epoch), a rank-4 adapter on every linear layer. One thread: the tiny
-# model gains nothing from more, and the suite runs two test workers side by side.
+# 4 steps of 4 samples (exactly one epoch), a rank-4 adapter on every linear layer.
 TINY_JOB = {
     "method": "lora",
     "data": {"dataset": "identity", "max_samples": 16, "max_length": 64},
     "train": {"max_steps": 4, "batch_size": 4, "learning_rate": 5e-3},
     "lora": {"r": 4, "alpha": 8},
-    "runtime": {"threads": 1},
 }
 
 
