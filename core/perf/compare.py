@@ -25,9 +25,8 @@ PEERS = {"llamafactory": peer}
 
 def ours_job(spec, registry: Path):
     """The job pointed at the shared data, in the precision both tools run."""
-    from core.spec.validate import merge
-
     from core.spec import spec_from_dict
+    from core.spec.parse import merge
 
     data = spec.to_dict()
     return spec_from_dict(merge(data, {"data": {"registry": str(registry), "dataset": peer.DATASET,

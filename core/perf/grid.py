@@ -24,9 +24,8 @@ MIX = "passkey,general_instructions,arithmetic_4digit_train,arithmetic_2digit_tr
 
 
 def grid_job(spec, length: int, batch: int):
-    from core.spec.validate import merge
-
     from core.spec import spec_from_dict
+    from core.spec.parse import merge
 
     return spec_from_dict(merge(spec.to_dict(), {
         "data": {"dataset": MIX, "registry": "", "max_length": length, "batching": "packed", "train_on_prompt": True,

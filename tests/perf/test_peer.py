@@ -48,3 +48,18 @@ def test_rates_cover_the_same_steps():
                              load=1.0, where="-")
     assert figures["peak_rss_mb"] == 3 * 1024 and figures["launch_to_first_step_s"] == 7.0
     assert step_rates(points[:1], 8) is None
+
+
+def test_our_side_and_the_grid_build_their_jobs(tiny_model_dir, tmp_path):
+    """`app.py bench --against` and `--grid` rewrite the job before running it; both broke silently when the
+    spec module they imported was renamed, so the rewriting itself is checked here (no peer install needed)."""
+    from core.perf.compare import ours_job
+    from core.perf.grid import grid_job
+
+    spec = tiny_spec(tiny_model_dir, lora={"r": 16, "alpha": 32}, train={"max_steps": 30, "batch_size": 8})
+    registry = peer.write_data(tmp_path / "shared")
+    ours = ours_job(spec, registry)
+    assert (ours.data.registry, ours.data.dataset, ours.data.eval_split) == (str(registry), peer.DATASET, 0.0)
+    assert (ours.lora.r, ours.train.max_steps) == (16, 30)
+    packed = grid_job(spec, 512, 32)
+    assert (packed.data.max_length, packed.data.batching, packed.train.batch_size) == (512, "packed", 32)
