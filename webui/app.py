@@ -6,6 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from core.models.loading import preload_model_libraries
 from core.runs import scheduler
 from core.runtime.disk import make_folder
 from core.safety.access import MAX_UPLOAD_BYTES, UPLOAD_CACHE_CLEANUP, AccessPolicy
@@ -28,6 +29,7 @@ def build_app(workspace: Path, lang: str = "en", policy: AccessPolicy | None = N
     if problem:
         print(f"warning: {problem}", file=sys.stderr)
     policy = policy or server_policy(workspace)
+    preload_model_libraries()  # handlers run in threads; see its docstring
     try:
         scheduler.ensure_running(workspace)  # jobs left in the queue by an earlier session start now
     except OSError as err:  # a full disk or an unwritable workspace must not stop the UI from starting either

@@ -5,6 +5,17 @@ from core.data.encode import ensure_chat_template
 from core.models.source import resolve_model
 
 
+def preload_model_libraries() -> None:
+    """Import torch, transformers and peft now, in the calling thread, before a server starts its handler threads.
+
+    transformers fills its module lazily, and that is not safe from two threads at once: once reading a job
+    stopped importing it (the supervisor and the CLI no longer pay for it), the UI's first Data-tab check
+    beside a parameter count failed with "cannot import name 'AutoTokenizer' from 'transformers'"."""
+    import peft  # noqa: F401
+    import torch  # noqa: F401
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback  # noqa: F401
+
+
 def load_tokenizer(model_path: str, trust_remote_code: bool = False):
     """The model's tokenizer with a chat template. `trust_remote_code` is the job's model.trust_remote_code:
     passed explicitly, so transformers never asks on the terminal; a folder needing its own code is refused first."""
