@@ -26,7 +26,7 @@ def trainer_command(run: RunFolder) -> list[str]:
 
     Only `runtime.strategy` is read, straight from job.yaml (written by the runner from a checked spec):
     parsing the whole spec loads the method registry, and with it peft, transformers and torch, which cost
-    this waiting process seconds of CPU beside the trainer's own start (measured: 7-17 s on 2 cores)."""
+    this waiting process seconds of CPU beside the trainer's own start (measured: 4.7-17 s on a busy 2-core machine)."""
     import yaml
 
     from core.runs.runner import module_for_strategy
