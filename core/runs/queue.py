@@ -167,10 +167,13 @@ def move(workspace: Path, entry_id: str, by: int) -> None:
 
 
 def remove(workspace: Path, entry_id: str) -> None:
+    """Take a waiting entry off the queue. Only an id that is listed there is accepted: the id comes from a
+    page or a terminal, and a path-like one ("../runs/x/job") must never name a file to delete."""
     with _lock(workspace):
-        path = queue_dir(workspace) / f"{entry_id}.yaml"
+        if entry_id not in _ordered_ids(workspace):
+            raise QueueError(f"{entry_id} is not in the queue (it may have started)")
         try:
-            path.unlink()
+            (queue_dir(workspace) / f"{entry_id}.yaml").unlink()
         except FileNotFoundError:
             raise QueueError(f"{entry_id} is not in the queue (it may have started)") from None
         write_atomic(_order_file(workspace), json.dumps(_ordered_ids(workspace)))

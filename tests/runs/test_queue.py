@@ -48,6 +48,18 @@ def test_entries_keep_their_order_move_and_remove(tmp_path):
     assert yaml.safe_load(queue.entries(tmp_path)[0].path.read_text())["train"]["max_steps"] == 3
 
 
+def test_removing_refuses_an_id_that_names_a_file_outside_the_queue(tmp_path):
+    """The id comes from a page's request or a terminal: a path-like one must not delete another yaml file."""
+    queue.add(tmp_path, "method: lora\n")
+    victim = tmp_path / "runs" / "r1" / "job.yaml"
+    victim.parent.mkdir(parents=True)
+    victim.write_text("method: lora\n")
+    for hostile in ("../runs/r1/job", str(victim.with_suffix(""))):
+        with pytest.raises(queue.QueueError, match="not in the queue"):
+            queue.remove(tmp_path, hostile)
+    assert victim.exists() and len(queue.entries(tmp_path)) == 1
+
+
 def test_taking_an_entry_moves_its_file_once(tmp_path):
     entry = queue.add(tmp_path, "method: lora\n")
     target = tmp_path / "run" / "job.yaml"
