@@ -30,12 +30,14 @@ def trainer_command(run: RunFolder) -> list[str]:
     import yaml
 
     from core.runs.runner import module_for_strategy
+    from core.spec.schema import RuntimeSection  # plain dataclasses: no torch
 
+    strategy = RuntimeSection().strategy  # the schema's default, for a job.yaml that leaves it out
     try:
         runtime = (yaml.safe_load(run.job.read_text(encoding="utf-8")) or {}).get("runtime") or {}
-        strategy = str(runtime.get("strategy", "single"))
+        strategy = str(runtime.get("strategy", strategy))
     except (OSError, yaml.YAMLError, AttributeError):  # the trainer reads the job again and reports the fault
-        strategy = "single"
+        pass
     return [sys.executable, "-m", module_for_strategy(strategy), str(run.job)]
 
 
