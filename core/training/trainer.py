@@ -266,7 +266,6 @@ def main(argv: list[str]) -> int:
         print("usage: python -m core.training.trainer RUN_FOLDER/job.yaml", file=sys.stderr)
         return 2
     from core.runtime import distributed
-    from core.training.guards import report_failure
 
     run = RunFolder(Path(argv[0]).resolve().parent)
     # In a group the launcher (core/training/group.py) writes the run's state; its ranks only train.
@@ -277,6 +276,10 @@ def main(argv: list[str]) -> int:
             run.write_status(state="running", pid=os.getpid(), started_at=time.time(), error=None)
         final = train(run)
     except BaseException as err:  # report every failure, KeyboardInterrupt included, then re-raise nothing
+        # Imported only here: guards imports transformers, which imports PEFT and with it bitsandbytes, before
+        # train() has told this process to leave bitsandbytes out (core/training/process.py).
+        from core.training.guards import report_failure
+
         if not group:
             return report_failure(run, err)  # its kind and message; also on a full disk (DiskFull)
         traceback.print_exc()

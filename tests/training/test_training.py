@@ -38,6 +38,13 @@ def test_run_completes_and_job_yaml_replays(completed):
     assert load_spec(str(run.job)).to_dict() == spec.to_dict()
 
 
+def test_a_run_without_a_quantised_base_never_loads_bitsandbytes(completed):
+    """PEFT imports bitsandbytes (and torch's compiler with it) whenever it is installed; the trainer leaves it
+    out of LoRA's process. It once came in anyway, through a transformers import made before that decision."""
+    _, run, _ = completed
+    assert "bitsandbytes not loaded (no quantised base)" in run.log_tail(20000)
+
+
 def test_metrics_has_one_full_record_per_step(completed):
     _, run, _ = completed
     records, _ = run.read_metrics()
