@@ -19,7 +19,7 @@ from core.cli import main
 
 if __name__ == "__main__":
     try:
-        sys.exit(main(sys.argv[1:]))
+        sys.exit(main(sys.argv[1:], own_process=True))
     except BrokenPipeError:
         # `app.py runs | head`: the reader closed the pipe. End quietly, as other terminal tools do, instead of
         # a traceback (and keep Python's flush at exit from raising again). SIGPIPE itself stays ignored, so

@@ -30,10 +30,13 @@ def _load_job(args, launch: bool = False):
     backend) run too. Whatever parsing ignored (another method's section) is printed as a note.
     """
     from core.spec import SpecError, check_launch, load_spec
+    from core.training.process import leave_out_bitsandbytes
 
     spec = None
     try:
         spec = load_spec(args.job, args.overrides)
+        if getattr(args, "own_process", False):  # this process serves this one job (see core/training/process.py)
+            leave_out_bitsandbytes(spec.method)
         if launch:
             check_launch(spec)  # adds its warnings (no chat template, little free disk) to spec.notes
     except SpecError as err:
@@ -513,8 +516,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], own_process: bool = False) -> int:
+    """Run one command. `own_process`: this process runs nothing else afterwards (app.py's entry point), so
+    process-wide settings for the command's job may be made; a caller that goes on (a test) leaves it False."""
     args = build_parser().parse_args(argv)
+    args.own_process = own_process
     command = args.command or "serve"
     args.workspace = use_workspace(args.workspace)
     keep_library_output_in(args.workspace / "logs" / f"{command}.log")

@@ -59,7 +59,8 @@ def test_library_warnings_stay_off_the_terminal_and_in_the_log(tmp_path):
     (tmp_path / "site" / "sitecustomize.py").write_text(PRETEND_AVX512_BF16)
     workspace = tmp_path / "ws"
     pretend = {"PYTHONPATH": str(tmp_path / "site")}
-    params = app("params", "presets/quickstart.yaml", "--workspace", workspace, env=pretend)
+    # A QLoRA job: a job without a quantised base leaves bitsandbytes out of the command's process.
+    params = app("params", "presets/quickstart.yaml", "--set", "method=qlora", "--workspace", workspace, env=pretend)
     assert params.returncode == 0, params.stderr
     assert "trainable params:" in params.stdout
     noise = [line for line in (params.stdout + params.stderr).splitlines() if WARNING_LINE.search(line)]
@@ -70,6 +71,25 @@ def test_library_warnings_stay_off_the_terminal_and_in_the_log(tmp_path):
     check = app("data", "check", "identity", "--workspace", workspace, env=pretend)
     assert check.returncode == 0 and "no problems" in check.stdout
     assert [line for line in (check.stdout + check.stderr).splitlines() if WARNING_LINE.search(line)] == []
+
+
+# Written into a sitecustomize: at exit the process says whether it imported bitsandbytes.
+REPORT_BITSANDBYTES = '''
+import atexit, os, sys
+atexit.register(lambda: open(os.environ["BNB_REPORT"], "w").write(repr(sys.modules.get("bitsandbytes", "absent"))))
+'''
+
+
+def test_a_job_without_a_quantised_base_leaves_bitsandbytes_out_of_the_command(tmp_path):
+    """PEFT imports bitsandbytes, and torch's compiler with it, whenever it is installed: seconds of CPU in
+    `app.py train`'s launch checks for a job that never uses it."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(REPORT_BITSANDBYTES)
+    report = tmp_path / "bnb.txt"
+    env = {"PYTHONPATH": str(tmp_path / "site"), "BNB_REPORT": str(report)}
+    params = app("params", "presets/quickstart.yaml", "--workspace", tmp_path / "ws", env=env)
+    assert params.returncode == 0 and "trainable params:" in params.stdout, params.stderr
+    assert report.read_text() == "None"  # left out: `import bitsandbytes` fails fast, PEFT treats it as absent
 
 
 def test_params_reads_the_model_converted_in_its_workspace(tmp_path, tiny_model_dir):
