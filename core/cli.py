@@ -36,7 +36,7 @@ def _load_job(args, launch: bool = False):
     try:
         spec = load_spec(args.job, args.overrides)
         if getattr(args, "own_process", False):  # this process serves this one job (see core/training/process.py)
-            leave_out_bitsandbytes(spec.method)
+            leave_out_bitsandbytes(spec.model.path, spec.method)
         if launch:
             check_launch(spec)  # adds its warnings (no chat template, little free disk) to spec.notes
     except SpecError as err:

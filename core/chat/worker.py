@@ -71,13 +71,20 @@ class Worker:
 
     def load(self, request: dict) -> None:
         from core.models.adapter import check_run, load_base_only, load_run_model
+        from core.spec import load_spec
+        from core.training.process import leave_out_bitsandbytes
 
         started = time.time()
         device = request.get("device", "cpu")
+        # A worker serves one load (the client starts a fresh one for the next), so what it imports may follow it.
         if request.get("run"):
-            self.model, self.tokenizer, _ = load_run_model(check_run(request["run"]), device)
+            run = check_run(request["run"])
+            spec = load_spec(str(run.job))
+            leave_out_bitsandbytes(spec.model.path, spec.method)
+            self.model, self.tokenizer, _ = load_run_model(run, device)
             self.has_adapter = True
         else:
+            leave_out_bitsandbytes(request["base"])
             self.model, self.tokenizer = load_base_only(request["base"], device)
             self.has_adapter = False
         self.send({"event": "loaded", "has_adapter": self.has_adapter, "rss_mb": round(rss_mb(), 1),

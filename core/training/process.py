@@ -20,20 +20,36 @@ MMAP_THRESHOLD = 256 * 1024
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers from glibc's malloc.h
 
 
-def leave_out_bitsandbytes(method: str) -> bool:
-    """For a process that serves this one job only (a trainer, `app.py train`): when the method has no
-    quantised base and bitsandbytes is not loaded yet, make `import bitsandbytes` fail fast (PEFT then treats
-    it as absent). True when it was left out now."""
-    if method in QUANTISED or "bitsandbytes" in sys.modules:
+def leave_out_bitsandbytes(model_path: str, method: str | None = None) -> bool:
+    """For a process that serves this one job or run only (a trainer, `app.py train`, a chat worker): when
+    the method (None: the bare model) quantises nothing, the model is not a quantised checkpoint and
+    bitsandbytes is not loaded yet, make `import bitsandbytes` fail fast (PEFT then treats it as absent).
+    True when left out now."""
+    if method in QUANTISED or "bitsandbytes" in sys.modules or _may_be_quantised(model_path):
         return False
     sys.modules["bitsandbytes"] = None
     return True
 
 
+def _may_be_quantised(model_path: str) -> bool:
+    """False only when the model's config.json is readable here and has no quantization_config (a
+    checkpoint saved quantised loads through its library whatever the method)."""
+    import json
+    from pathlib import Path
+
+    from core.models.source import resolve_model
+
+    try:
+        config = json.loads((Path(resolve_model(model_path)) / "config.json").read_text(encoding="utf-8"))
+    except Exception:  # a hub id, an unreadable or broken config: keep bitsandbytes; the checks say what is wrong
+        return True
+    return not isinstance(config, dict) or "quantization_config" in config
+
+
 def prepare_process(spec) -> list[str]:
     """Apply the settings that fit this job; returns what was done, for train.log."""
     notes = []
-    if leave_out_bitsandbytes(spec.method):
+    if leave_out_bitsandbytes(spec.model.path, spec.method):
         notes.append("bitsandbytes not loaded (no quantised base)")
     import torch
 
