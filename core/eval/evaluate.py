@@ -2,7 +2,7 @@
 and on for the tuned model, so both see exactly the same weights underneath.
 
 Loss is the mean cross-entropy over the tokens training would have scored (the same labels as the trainer:
-assistant turns by default), perplexity its exponential. Answers are greedy, one sample at a time.
+assistant turns by default), perplexity its exponential. Answers are greedy, in batches (greedy_answers).
 """
 from __future__ import annotations
 
@@ -49,14 +49,50 @@ def token_loss(model, rows: list[dict]) -> tuple[float, int]:
     return total, count
 
 
-def greedy_answer(model, tokenizer, messages: list[dict], max_new_tokens: int) -> str:
+# Prompts answered together: at most this many, and at most this many prompt tokens in one batch (padding
+# included), which bounds the prefill's activations and the cache for long prompts or a big model. Decoding
+# a batch costs little more than decoding one row (each token reads all the weights once for the whole
+# batch): measured on the quickstart run's 12 held-out questions (2-core AVX2 EPYC, fp32, 64 new tokens),
+# base answers 51 s one at a time, 29 s in batches of 4, 12 s in one batch of 12, the answers identical.
+ANSWER_BATCH, ANSWER_TOKENS = 16, 4096
+
+
+def answer_batches(lengths: list[int]) -> list[list[int]]:
+    """Indices of prompts grouped shortest first into batches within ANSWER_BATCH and ANSWER_TOKENS."""
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        batch = batches[-1] if batches else None
+        if batch is None or len(batch) == ANSWER_BATCH or (len(batch) + 1) * lengths[i] > ANSWER_TOKENS:
+            batches.append([i])  # sorted: lengths[i] is the widest row, so it sets the padded width
+        else:
+            batch.append(i)
+    return batches
+
+
+def greedy_answers(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int, done=lambda n: None) -> list[str]:
+    """Greedy answers to `prompts` (conversations before the answer), in batches of similar length,
+    left-padded so every prompt ends where generation starts; the attention mask hides the padding, so each
+    answer is the one the prompt alone gets. `done(n)` hears after each batch how many were answered."""
+    import torch
+
     from core.chat.prompt import encode_prompt, end_token_ids
 
-    inputs = encode_prompt(tokenizer, messages).to(model.device)
-    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
-                         top_k=None, eos_token_id=end_token_ids(tokenizer, model.generation_config),
-                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-    return tokenizer.decode(out[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    encoded = [encode_prompt(tokenizer, messages)["input_ids"][0].tolist() for messages in prompts]
+    ends = end_token_ids(tokenizer, model.generation_config)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else ends[0]
+    answers: list[str] = [""] * len(encoded)
+    for batch in answer_batches([len(ids) for ids in encoded]):
+        width = max(len(encoded[i]) for i in batch)
+        ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in batch], device=model.device)
+        mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in batch],
+                            device=model.device)
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                             temperature=None, top_p=None, top_k=None, eos_token_id=ends, pad_token_id=pad)
+        for row, i in zip(out[:, width:].tolist(), batch):
+            cut = next((n for n, token in enumerate(row) if token in ends), len(row))  # finished rows pad on
+            answers[i] = tokenizer.decode(row[:cut], skip_special_tokens=True).strip()
+        done(len(batch))
+    return answers
 
 
 def evaluate(model, tokenizer, spec, samples: list[dict], *, name: str, mode: str, max_new_tokens: int,
@@ -92,10 +128,13 @@ def evaluate(model, tokenizer, spec, samples: list[dict], *, name: str, mode: st
                 nll, n = token_loss(model, [row])
                 total, count = total + nll, count + n
                 tick(f"{which}: loss")
-            answers[which] = []
-            for prompt, _ in pairs:
-                answers[which].append(greedy_answer(model, tokenizer, prompt, max_new_tokens))
-                tick(f"{which}: answers")
+
+            def answered(n: int, which=which) -> None:
+                for _ in range(n):
+                    tick(f"{which}: answers")
+
+            answers[which] = greedy_answers(model, tokenizer, [prompt for prompt, _ in pairs], max_new_tokens,
+                                            done=answered)
         loss = total / count if count else None
         per_sample = [metrics.answer_scores(a, ref, mode) for a, (_, ref) in zip(answers[which], pairs)]
         scores[which] = {"loss": loss, "perplexity": metrics.perplexity(loss), "tokens": count,

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from core.data.encode import encode_samples
+from core.eval import evaluate as evaluation
 from core.eval import heldout, metrics, results
-from core.eval.evaluate import Cancelled, evaluate
+from core.eval.evaluate import Cancelled, answer_batches, evaluate, greedy_answers
 from core.models.adapter import load_run_model
 from core.runs.folder import RunFolder
 from tests.helpers import greedy_reference
@@ -98,3 +99,33 @@ def test_cancel_stops_between_samples(loaded):
         evaluate(model, tokenizer, spec, samples, name="x", mode="text", max_new_tokens=4,
                  cancelled=lambda: calls.append(1) or len(calls) > 2)
     assert len(calls) == 3
+
+
+def test_batched_answers_are_each_prompts_own_greedy_answer(loaded):
+    """Prompts of different lengths answered together (left padding, masked) give exactly the answers each
+    gets alone, with the adapter on and off."""
+    run, model, tokenizer, _ = loaded
+    _, samples = heldout.held_out_samples(run, "identity_heldout")
+    questions = [s["messages"][0]["content"] for s in samples[:6]] + ["Hi", "Tell me, in a few words, " * 6]
+    assert len({len(q) for q in questions}) > 4
+    answered = []
+    for tuned in (False, True):
+        with evaluation.adapter_state(model, tuned), torch.inference_mode():
+            batched = greedy_answers(model, tokenizer, [[{"role": "user", "content": q}] for q in questions], 10,
+                                     done=answered.append)
+            alone = [greedy_reference(model, tokenizer, q, 10).strip() for q in questions]
+        assert batched == alone
+    assert sum(answered) == 2 * len(questions)
+
+
+def test_answer_batches_keep_within_their_row_and_token_limits(monkeypatch):
+    monkeypatch.setattr(evaluation, "ANSWER_BATCH", 3)
+    monkeypatch.setattr(evaluation, "ANSWER_TOKENS", 100)
+    lengths = [10, 50, 5, 20, 30, 10, 200]
+    batches = answer_batches(lengths)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) <= 3
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 100
+    assert [lengths[i] for i in batches[0]] == [5, 10, 10]  # shortest first
+    assert [6] in batches  # the 200-token prompt, longer than the token limit, longer than the token limit still gets its own batch
