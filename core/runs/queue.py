@@ -49,6 +49,10 @@ class QueueError(ValueError):
     """An entry that is not (any more) in the queue."""
 
 
+def _not_queued(entry_id: str) -> QueueError:
+    return QueueError(f"{entry_id} is not in the queue (it may have started)")
+
+
 @dataclass(frozen=True)
 class QueueEntry:
     entry_id: str
@@ -160,7 +164,7 @@ def move(workspace: Path, entry_id: str, by: int) -> None:
     with _lock(workspace):
         order = _ordered_ids(workspace)
         if entry_id not in order:
-            raise QueueError(f"{entry_id} is not in the queue (it may have started)")
+            raise _not_queued(entry_id)
         at = order.index(entry_id)
         order.insert(max(0, min(len(order) - 1, at + by)), order.pop(at))
         write_atomic(_order_file(workspace), json.dumps(order))
@@ -170,13 +174,15 @@ def remove(workspace: Path, entry_id: str) -> None:
     """Take a waiting entry off the queue. Only an id that is listed there is accepted: the id comes from a
     page or a terminal, and a path-like one ("../runs/x/job") must never name a file to delete."""
     with _lock(workspace):
-        if entry_id not in _ordered_ids(workspace):
-            raise QueueError(f"{entry_id} is not in the queue (it may have started)")
+        order = _ordered_ids(workspace)
+        if entry_id not in order:
+            raise _not_queued(entry_id)
         try:
             (queue_dir(workspace) / f"{entry_id}.yaml").unlink()
-        except FileNotFoundError:
-            raise QueueError(f"{entry_id} is not in the queue (it may have started)") from None
-        write_atomic(_order_file(workspace), json.dumps(_ordered_ids(workspace)))
+        except FileNotFoundError:  # deleted by hand since the listing
+            raise _not_queued(entry_id) from None
+        order.remove(entry_id)
+        write_atomic(_order_file(workspace), json.dumps(order))
 
 
 def take(workspace: Path, entry: QueueEntry, target: Path) -> bool:

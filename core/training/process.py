@@ -4,7 +4,7 @@
                 without a quantised base never uses it. Left out of those jobs' processes: measured on the
                 bundled model's peer job, 90 MiB less peak RSS and a shorter start. `app.py train` and the
                 other one-job commands leave it out too (their launch checks count parameters with PEFT):
-                17 s -> 11 s of CPU for the quickstart's checks, 2-core AVX2 EPYC.
+                17.0 s -> 10.9 s of CPU for the quickstart's checks (timed under cProfile, 2-core AVX2 EPYC).
   allocator     on Linux CPUs, glibc raises its mmap threshold as large blocks are freed, after which
                 activation-sized tensors come from the heap, and heap pages freed between them are kept:
                 peak RSS then grows with fragmentation, not with what is alive. A fixed 256 KiB threshold
