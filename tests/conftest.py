@@ -33,6 +33,16 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def end_warm_hosts():
+    """The warm hosts this session's runs started (core/runs/warm_start.py) leave with it rather than idling
+    for minutes after it; this ends every host of the user, so a server of theirs starts its next run cold."""
+    yield
+    from core.runs.warm_start import stop_hosts
+
+    stop_hosts()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A 2-layer, 64-wide Llama with the bundled tokenizer, so training takes seconds on a CPU.

@@ -87,7 +87,9 @@ def launch_watched(spec, workspace: Path) -> dict:
 
     launched = time.time()
     try:
-        run = runner.start(spec, workspace)
+        # A new interpreter, as the peer gets: a trainer forked from a warm host shares its pages with its
+        # supervisor, which the summed RSS of the tree would count twice.
+        run = runner.start(spec, workspace, warm=False)
     except runner.LaunchError as err:  # RunnerBusy goes to the caller, which says so and exits 3
         raise BenchError(f"the trainer could not be launched: {err}") from None
     print(f"launched {run.path}; waiting for the run to end...", file=sys.stderr)

@@ -21,6 +21,8 @@ from core.runs.process_group import DEFAULT_GRACE_S, command_line, end_group, ex
 
 # write_atomic and pid_alive are imported from here by other modules too (uploads, bench, tests).
 SUPERVISOR_MODULE = "core.runs.supervisor"
+# A supervisor forked by a warm host keeps the host's command line (core/runs/warm_host.py).
+SUPERVISOR_COMMANDS = (SUPERVISOR_MODULE, "core.runs.warm_host")
 
 FINAL_STATES = ("completed", "failed", "stopped")
 
@@ -49,7 +51,7 @@ class RunFolder(JobFolder):
         """The trainer's supervisor (core/runs/supervisor.py) still waits on it, so it will write the verdict
         itself, with the exit signal only it knows. A pid that now names another program does not count."""
         pid = status.get("supervisor")
-        return bool(pid) and pid_alive(pid) and SUPERVISOR_MODULE in command_line(pid)
+        return bool(pid) and pid_alive(pid) and any(name in command_line(pid) for name in SUPERVISOR_COMMANDS)
 
     def worker_gone(self, status: dict) -> bool:
         if failure.machine_restarted(status):

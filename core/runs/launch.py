@@ -32,6 +32,11 @@ def worker_pythonpath() -> str:
     return os.pathsep.join([str(PROJECT_ROOT), *inherited])
 
 
+def worker_env() -> dict[str, str]:
+    """The environment a worker gets: this process's, with unbuffered output and the project importable."""
+    return dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=worker_pythonpath())
+
+
 def launch(module: str, args: list[str], log_file: Path, *, job: JobFolder | None = None,
            piped: bool = False) -> subprocess.Popen:
     """Start `python -m module args`, output appended to `log_file`.
@@ -41,7 +46,7 @@ def launch(module: str, args: list[str], log_file: Path, *, job: JobFolder | Non
     no process would otherwise read as active forever and block the next start.
     """
     command = [sys.executable, "-m", module, *map(str, args)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=worker_pythonpath())
+    env = worker_env()
     pipe = subprocess.PIPE if piped else subprocess.DEVNULL
     try:
         log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from core.runs import queue
+from core.runs import queue, warm_start
 from core.runs.claims import Claim, claims_overlap, job_file_claim, spec_claim
 from core.runs.folder import SUPERVISOR_MODULE, RunFolder, list_runs, new_run_folder, write_atomic
 from core.runs.job_folder import file_lock
@@ -27,6 +27,9 @@ from core.runs.queue import QueueEntry
 from core.spec import JobSpec, dump_spec
 
 __all__ = ["LaunchError", "RunnerBusy", "failure_report", "kill", "start", "start_lock", "stop", "wait"]
+
+
+TRAINER_MODULE = "core.training.trainer"
 
 
 class RunnerBusy(RuntimeError):
@@ -57,11 +60,13 @@ def busy_error(run: RunFolder) -> RunnerBusy:
                       "or add this job to the queue")
 
 
-def launch_attempt(run: RunFolder, from_step: int = 0, checkpoint: str | None = None) -> None:
-    """Open a new attempt in the run's status and launch its supervisor; call under the start lock.
+def launch_attempt(run: RunFolder, from_step: int = 0, checkpoint: str | None = None, *, warm: bool = True) -> None:
+    """Open a new attempt in the run's status and launch its supervisor, forked by a warm host when one
+    serves this environment (core/runs/warm_start.py; `warm=False` never asks); call under the start lock.
     Raises LaunchError (the run is then marked failed)."""
     run.begin_attempt(from_step, checkpoint)
-    launch(SUPERVISOR_MODULE, [run.path], run.log_file, job=run)
+    if not (warm and warm_start.start(SUPERVISOR_MODULE, [run.path], run.log_file, job=run)):
+        launch(SUPERVISOR_MODULE, [run.path], run.log_file, job=run)
 
 
 def launch_orphans(workspace: Path) -> list[RunFolder]:
@@ -81,8 +86,9 @@ def launch_orphans(workspace: Path) -> list[RunFolder]:
     return orphans
 
 
-def start(spec: JobSpec, workspace: Path) -> RunFolder:
-    """Write the run folder and launch the trainer; the spec must already be validated.
+def start(spec: JobSpec, workspace: Path, *, warm: bool = True) -> RunFolder:
+    """Write the run folder and launch the trainer; the spec must already be validated. `warm=False`: a
+    trainer started in a new interpreter, never forked from a warm host (the benchmarks measure that).
 
     Raises RunnerBusy (naming the active run) or LaunchError (the run is then marked failed)."""
     with start_lock(workspace):
@@ -93,7 +99,7 @@ def start(spec: JobSpec, workspace: Path) -> RunFolder:
         run = new_run_folder(workspace, spec.method)
         write_atomic(run.job, dump_spec(spec))
         # Launched under the lock too, so the next start sees this run with its supervisor's pid.
-        launch_attempt(run)
+        launch_attempt(run, warm=warm)
     return run
 
 
@@ -129,7 +135,7 @@ def trainer_module(spec: JobSpec) -> str:
 def module_for_strategy(strategy: str) -> str:
     from core.runtime.layout import strategy_in_group
 
-    return "core.training.group" if strategy_in_group(strategy) else "core.training.trainer"
+    return "core.training.group" if strategy_in_group(strategy) else TRAINER_MODULE
 
 
 def stop(run: RunFolder) -> None:

@@ -5,8 +5,11 @@ having written its verdict (killed by a signal, by the kernel's out-of-memory ki
 supervisor writes it at once, with the exit signal that only a parent can know, so the run reads as
 failed with its reason within a moment of the death even when no page or terminal is watching.
 
-It imports nothing heavy (no torch): it only waits. It outlives a SIGTERM sent to the group (Kill) so
-that it can still record how the trainer ended; SIGKILL ends it like any process.
+It imports nothing heavy (no torch): it only waits. Forked by a warm host (core/runs/warm_start.py), it
+has torch, transformers, TRL and PEFT loaded already, and forks the trainer instead of starting a new
+interpreter when the job allows (can_fork_trainer), which saves the trainer those imports. It outlives a
+SIGTERM sent to the group (Kill) so that it can still record how the trainer ended; SIGKILL ends it like
+any process.
 """
 from __future__ import annotations
 
@@ -21,34 +24,91 @@ from core.runs import host
 from core.runs.folder import ACTIVE_STATES, RunFolder
 
 
-def trainer_command(run: RunFolder) -> list[str]:
-    """The command that trains the run: the trainer itself, or the group launcher for several processes.
+def read_job(run: RunFolder) -> dict:
+    """job.yaml as plain data, or {} when it cannot be read (the trainer reads it again and reports the fault).
 
-    Only `runtime.strategy` is read, straight from job.yaml (written by the runner from a checked spec):
-    parsing the whole spec loads the method registry, and with it peft, transformers and torch, which cost
-    this waiting process seconds of CPU beside the trainer's own start (measured: 4.7-17 s on a busy 2-core machine)."""
+    Only plain YAML: parsing the whole spec loads the method registry, and with it peft, transformers and
+    torch, which cost this waiting process seconds of CPU beside the trainer's own start (measured: 4.7-17 s
+    on a busy 2-core machine)."""
     import yaml
 
+    try:
+        job = yaml.safe_load(run.job.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return job if isinstance(job, dict) else {}
+
+
+def section(job: dict, name: str) -> dict:
+    value = job.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def trainer_command(run: RunFolder, job: dict | None = None) -> list[str]:
+    """The command that trains the run: the trainer itself, or the group launcher for several processes."""
     from core.runs.runner import module_for_strategy
     from core.spec.schema import RuntimeSection  # plain dataclasses: no torch
 
-    strategy = RuntimeSection().strategy  # the schema's default, for a job.yaml that leaves it out
-    try:
-        runtime = (yaml.safe_load(run.job.read_text(encoding="utf-8")) or {}).get("runtime") or {}
-        strategy = str(runtime.get("strategy", strategy))
-    except (OSError, yaml.YAMLError, AttributeError):  # the trainer reads the job again and reports the fault
-        pass
+    job = read_job(run) if job is None else job
+    strategy = str(section(job, "runtime").get("strategy", RuntimeSection().strategy))
     return [sys.executable, "-m", module_for_strategy(strategy), str(run.job)]
+
+
+def can_fork_trainer(command: list[str], job: dict) -> bool:
+    """In a process forked by a warm host (core/runs/warm_host.py), whether the trainer may be forked from
+    it too: a single-process trainer of a job that needs no bitsandbytes (the host left it out) and keeps off
+    GPUs (a GPU driver does not work in a child forked after it was set up, and importing the libraries on a
+    machine with GPUs may set it up)."""
+    from core.runs import warm_host
+    from core.runs.runner import TRAINER_MODULE
+    from core.spec.schema import RuntimeSection
+    from core.training.process import needs_bitsandbytes
+
+    if not warm_host.in_warm_fork or command[2] != TRAINER_MODULE:
+        return False
+    if str(section(job, "runtime").get("device", RuntimeSection().device)) != "cpu" and gpu_device_nodes():
+        return False
+    return not needs_bitsandbytes(str(section(job, "model").get("path", "")), str(job.get("method", "")))
+
+
+def gpu_device_nodes() -> list[str]:
+    """The machine's NVIDIA and AMD GPU device files, found without loading a driver library."""
+    import glob
+
+    return glob.glob("/dev/nvidia[0-9]*") + glob.glob("/dev/kfd")
+
+
+class ForkedTrainer:
+    """A trainer forked from this process: its pid, and wait() with Popen's returncode (-N for signal N)."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def wait(self) -> int:
+        return os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+
+
+def start_trainer(run: RunFolder):
+    """The trainer as this process's child, with its output on this process's (the run's train.log)."""
+    from core.runs import warm_host
+
+    job = read_job(run)
+    command = trainer_command(run, job)
+    if can_fork_trainer(command, job):
+        return ForkedTrainer(warm_host.fork_module(command[2], command[3:]))
+    return subprocess.Popen(command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL)
 
 
 def supervise(run: RunFolder) -> int:
     # A handler, not SIG_IGN: an ignored signal stays ignored in the child after exec, and the trainer must
     # still end on SIGTERM.
     signal.signal(signal.SIGTERM, lambda *_: None)
+    if run.raw_status()["state"] != "queued":  # its launcher gave up on this attempt (core/runs/warm_start.py)
+        print("[workbench] the launch was given up before the trainer started; nothing was started", flush=True)
+        return 0
     oom_kills = host.oom_kill_count()
-    # The trainer inherits this process's stdout and stderr: the run's train.log.
     try:
-        trainer = subprocess.Popen(trainer_command(run), cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL)
+        trainer = start_trainer(run)
     except OSError as err:
         run.mark_failed(err)
         return 1

@@ -24,11 +24,18 @@ def leave_out_bitsandbytes(model_path: str, method: str | None = None) -> bool:
     """For a process that serves this one job or run only (a trainer, `app.py train`, a chat worker): when
     the method (None: the bare model) quantises nothing, the model is not a quantised checkpoint and
     bitsandbytes is not loaded yet, make `import bitsandbytes` fail fast (PEFT then treats it as absent).
-    True when left out now."""
-    if method in QUANTISED or "bitsandbytes" in sys.modules or _may_be_quantised(model_path):
+    True when it is left out (now, or already by the warm host this process was forked from)."""
+    if "bitsandbytes" in sys.modules:
+        return sys.modules["bitsandbytes"] is None
+    if needs_bitsandbytes(model_path, method):
         return False
     sys.modules["bitsandbytes"] = None
     return True
+
+
+def needs_bitsandbytes(model_path: str, method: str | None) -> bool:
+    """The job quantises its base, or its model may be a quantised checkpoint."""
+    return method in QUANTISED or _may_be_quantised(model_path)
 
 
 def _may_be_quantised(model_path: str) -> bool:
