@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import importlib
 import json
+import logging
 import os
 import runpy
 import select
@@ -68,14 +69,18 @@ def run_module_here(module: str, args: list[str]) -> None:
             warnings.filterwarnings("ignore", category=RuntimeWarning, module="runpy")
             runpy.run_module(module, run_name="__main__", alter_sys=True)
         code = 0
-    except SystemExit as done:
-        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-        if not isinstance(done.code, int | None):
+    except SystemExit as done:  # sys.exit(N), sys.exit() or sys.exit("message"), as the interpreter reads them
+        if done.code is None or isinstance(done.code, int):
+            code = done.code or 0
+        else:
             print(done.code, file=sys.stderr)
+            code = 1
     except BaseException:
         traceback.print_exc()
     finally:
-        # os._exit skips atexit and Python's own shutdown: those belong to the host this was forked from.
+        # os._exit skips atexit and Python's own shutdown: those belong to the host this was forked from. Of
+        # what they would do for this child, logging's handlers still need their buffers written.
+        logging.shutdown()
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
