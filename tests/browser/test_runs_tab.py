@@ -4,6 +4,8 @@ it runs offers "Add to queue", and the queued job runs after it; two finished ru
 curves overlaid and the settings in which they differ."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -16,7 +18,7 @@ from tests.browser.test_train_tab import STATE, set_field, wait_for
 from tests.helpers import tiny_job, tiny_spec, wait_for_end, wait_for_step, wait_until
 
 pytestmark = pytest.mark.browser
-STEPS = 48  # the resumed run: long enough to still run while the page queues a job behind it
+STEPS = 48  # the resumed run
 
 OPEN_STATE = "() => { const d = document.querySelector('#runs-open'); return d ? d.dataset.state : null; }"
 TABLE_TEXT = "() => document.querySelector('#runs-table').innerText"
@@ -69,15 +71,22 @@ def test_runs_tab_lists_resumes_and_compares(server, page, tmp_path, tiny_model_
     choose(page, "runs-pick", stopped.run_id)
     wait_for(page, OPEN_STATE, lambda s: s == "stopped", 30, "the stopped run to open")
     page.click("#runs-resume")
-    wait_for(page, OPEN_STATE, lambda s: s == "running", 60, "the resumed run to run")
-
-    page.click("#tab-train-button")  # the form still holds the page's job
-    page.click("#start-button")
-    page.wait_for_selector("#train-queue", state="visible", timeout=30000)
-    assert "Not started" in page.inner_text("#train-message")
-    page.click("#train-queue")
-    page.wait_for_selector("#train-message:has-text('Queued as')", timeout=30000)
-    (entry,) = queue.entries(workspace)
+    # Held still while the page queues a job behind it: forked from the warm host, the trainer could
+    # otherwise finish all its steps first.
+    trainer = wait_until(lambda: (s := stopped.raw_status())["state"] == "running" and s["pid"], 60,
+                         "the resumed run's trainer")
+    os.kill(trainer, signal.SIGSTOP)
+    try:
+        wait_for(page, OPEN_STATE, lambda s: s == "running", 60, "the resumed run to run")
+        page.click("#tab-train-button")  # the form still holds the page's job
+        page.click("#start-button")
+        page.wait_for_selector("#train-queue", state="visible", timeout=30000)
+        assert "Not started" in page.inner_text("#train-message")
+        page.click("#train-queue")
+        page.wait_for_selector("#train-message:has-text('Queued as')", timeout=30000)
+        (entry,) = queue.entries(workspace)
+    finally:
+        os.kill(trainer, signal.SIGCONT)
     page.click("#tab-runs-button")
     # The queue table lists the job while it waits; on a fast machine the resumed run may end first, and then
     # the job has already left the queue for its run (checked below).
