@@ -42,6 +42,13 @@ class EvalJob(JobFolder):
         return EvalOptions(**json.loads(self.request_file.read_text(encoding="utf-8")))
 
 
+def active_jobs(workspace: Path) -> list[EvalJob]:
+    """The workspace's evaluations that are queued or running (one whose process died reads as failed)."""
+    root = Path(workspace) / "evals"
+    jobs = [EvalJob(p) for p in root.iterdir() if (p / "request.json").is_file()] if root.is_dir() else []
+    return [job for job in jobs if job.is_active()]
+
+
 def start(options: EvalOptions, workspace: Path, policy=None) -> EvalJob:
     """Check the options (raising a ValueError that names the option; `policy` is the web server's, see
     check_options), then launch the evaluation process detached. A process that cannot be started raises

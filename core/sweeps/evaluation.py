@@ -19,6 +19,7 @@ from core.runs.job_folder import write_atomic
 
 NOT_SCORES = ("tokens",)  # counts beside the figures, not scores
 REQUEST_NAME = ".sweep-request-{name}.json"  # in <run>/eval/: the evaluation this sweep asked for
+REQUEST_LOCK = ".eval-request.lock"  # in the workspace: held while one evaluation is chosen and requested
 
 
 def result_file(run, dataset: str) -> Path:
@@ -71,24 +72,41 @@ def evaluation_of(workspace: Path, run, dataset: str, request: bool = True) -> d
     """What the table shows for a finished run's evaluation on `dataset`:
     {"state": "done", "scores": {...}} when its result file exists; else, the first time (with `request`),
     the evaluation is requested and the answer recorded beside the results, so it is asked for only once
-    across pages, terminals and restarts: {"state": "requested" | "unavailable", ...}; {"state": "none"}
+    across pages, terminals and restarts: {"state": "requested" | "unavailable", ...}; {"state": "waiting"}
+    while another evaluation of the workspace runs (it is requested at a later look); {"state": "none"}
     when nothing was asked yet."""
+    from core.eval.job import active_jobs
+    from core.runs.job_folder import file_lock
+
     scores = read_scores(run, dataset)
     if scores is not None:
         return {"state": "done", "scores": scores}
-    marker = _request_file(run, dataset)
-    try:
-        asked = json.loads(marker.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        asked = None
+    asked = _asked(run, dataset)
     if asked is not None:
         return _progress(asked)
     if not request:
         return {"state": "none"}
-    answer = {**request_evaluation(workspace, run, dataset), "at": time.time()}
-    marker.parent.mkdir(parents=True, exist_ok=True)  # recorded, so it is asked once
-    write_atomic(marker, json.dumps(answer))
+    with file_lock(Path(workspace) / REQUEST_LOCK):
+        asked = _asked(run, dataset)  # another page or terminal may have asked while this one waited
+        if asked is not None:
+            return _progress(asked)
+        # One at a time: each evaluation loads a model and uses every core, and a sweep's runs finish one
+        # after another. The 2x2 sweep test (tiny model, four evaluations of 4 samples) took 124 s with all four
+        # at once, 70 s one by one (2-core AVX2 EPYC).
+        if active_jobs(workspace):
+            return {"state": "waiting"}
+        answer = {**request_evaluation(workspace, run, dataset), "at": time.time()}
+        marker = _request_file(run, dataset)
+        marker.parent.mkdir(parents=True, exist_ok=True)  # recorded, so it is asked once
+        write_atomic(marker, json.dumps(answer))
     return answer
+
+
+def _asked(run, dataset: str) -> dict | None:
+    try:
+        return json.loads(_request_file(run, dataset).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _progress(asked: dict) -> dict:

@@ -82,3 +82,25 @@ def test_result_file_names_follow_the_dataset():
     assert evaluation.result_file(run, "arithmetic_2digit_test").name == "arithmetic_2digit_test.json"
     # a file: its stem, flattened, exactly as the evaluator (core/eval/results.py) saves it
     assert evaluation.result_file(run, "data/my set.jsonl").name == "my_set.json"
+
+
+def test_one_evaluation_at_a_time_the_next_waits_for_the_running_one(sweep_of_one, monkeypatch):
+    """Each evaluation loads a model and uses every core: a sweep's finished runs are evaluated one by one."""
+    import os
+
+    ws, run, sweep = sweep_of_one
+    running = ws / "evals" / "e0"  # an evaluation of another run, started from a page, still running
+    running.mkdir(parents=True)
+    (running / "request.json").write_text(json.dumps({"run": "elsewhere", "dataset": "identity_heldout"}))
+    (running / "status.json").write_text(json.dumps({"state": "running", "pid": os.getpid()}))
+    asked = []
+    monkeypatch.setattr(evaluation, "request_evaluation",
+                        lambda workspace, r, dataset: asked.append(r.path) or {"state": "requested", "job": "j"})
+    [row] = sweep_rows(ws, sweep)
+    [row] = sweep_rows(ws, sweep)
+    assert row.evaluation == {"state": "waiting"} and asked == []
+    assert cell(row, "evaluation") == "waiting"
+
+    (running / "status.json").write_text(json.dumps({"state": "completed", "pid": os.getpid()}))
+    [row] = sweep_rows(ws, sweep)
+    assert row.evaluation["state"] == "requested" and asked == [run.path]
