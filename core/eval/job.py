@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from core.eval.options import EvalOptions, check_options
 from core.runs.job_folder import ACTIVE_STATES, JobFolder, write_atomic
-from core.runs.launch import launch
+from core.runs.warm_start import start_worker
 
 ACTIVE = ACTIVE_STATES
 FINAL = ("completed", "failed", "cancelled")
@@ -59,5 +59,5 @@ def start(options: EvalOptions, workspace: Path, policy=None) -> EvalJob:
     job.path.mkdir(parents=True)
     write_atomic(job.request_file, json.dumps(options.to_dict(), indent=1))
     job.write_status(**EvalJob.EMPTY_STATUS)
-    launch("core.eval.worker", [job.path], job.log_file, job=job)
+    start_worker("core.eval.worker", [job.path], job.log_file, job=job, run_job=Path(options.run) / "job.yaml")
     return job

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from core.export.options import ExportOptions, check_options
 from core.runs.job_folder import ACTIVE_STATES, JobFolder, write_atomic
-from core.runs.launch import launch
+from core.runs.warm_start import start_worker
 
 ACTIVE = ACTIVE_STATES
 FINAL = ("completed", "failed", "cancelled")
@@ -87,7 +87,7 @@ def _launch(options: ExportOptions, workspace: Path) -> ExportJob:
     job.path.mkdir(parents=True)
     write_atomic(job.request_file, json.dumps(options.to_dict(), indent=1))
     job.write_status(**ExportJob.EMPTY_STATUS)
-    launch("core.export.worker", [job.path], job.log_file, job=job)
+    start_worker("core.export.worker", [job.path], job.log_file, job=job, run_job=Path(options.run) / "job.yaml")
     return job
 
 

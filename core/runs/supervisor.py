@@ -22,26 +22,7 @@ from pathlib import Path
 from core.paths import PROJECT_ROOT
 from core.runs import host
 from core.runs.folder import ACTIVE_STATES, RunFolder
-
-
-def read_job(run: RunFolder) -> dict:
-    """job.yaml as plain data, or {} when it cannot be read (the trainer reads it again and reports the fault).
-
-    Only plain YAML: parsing the whole spec loads the method registry, and with it peft, transformers and
-    torch, which cost this waiting process seconds of CPU beside the trainer's own start (measured: 4.7-17 s
-    on a busy 2-core machine)."""
-    import yaml
-
-    try:
-        job = yaml.safe_load(run.job.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    return job if isinstance(job, dict) else {}
-
-
-def section(job: dict, name: str) -> dict:
-    value = job.get(name)
-    return value if isinstance(value, dict) else {}
+from core.runs.warm_start import needs_bitsandbytes, read_job, section
 
 
 def trainer_command(run: RunFolder, job: dict | None = None) -> list[str]:
@@ -49,7 +30,7 @@ def trainer_command(run: RunFolder, job: dict | None = None) -> list[str]:
     from core.runs.runner import module_for_strategy
     from core.spec.schema import RuntimeSection  # plain dataclasses: no torch
 
-    job = read_job(run) if job is None else job
+    job = read_job(run.job) if job is None else job
     strategy = str(section(job, "runtime").get("strategy", RuntimeSection().strategy))
     return [sys.executable, "-m", module_for_strategy(strategy), str(run.job)]
 
@@ -62,13 +43,12 @@ def can_fork_trainer(command: list[str], job: dict) -> bool:
     from core.runs import warm_host
     from core.runs.runner import TRAINER_MODULE
     from core.spec.schema import RuntimeSection
-    from core.training.process import needs_bitsandbytes
 
     if not warm_host.in_warm_fork or command[2] != TRAINER_MODULE:
         return False
     if str(section(job, "runtime").get("device", RuntimeSection().device)) != "cpu" and gpu_device_nodes():
         return False
-    return not needs_bitsandbytes(str(section(job, "model").get("path", "")), str(job.get("method", "")))
+    return not needs_bitsandbytes(job)
 
 
 def gpu_device_nodes() -> list[str]:
@@ -92,7 +72,7 @@ def start_trainer(run: RunFolder):
     """The trainer as this process's child, with its output on this process's (the run's train.log)."""
     from core.runs import warm_host
 
-    job = read_job(run)
+    job = read_job(run.job)
     command = trainer_command(run, job)
     if can_fork_trainer(command, job):
         return ForkedTrainer(warm_host.fork_module(command[2], command[3:]))

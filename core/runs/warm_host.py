@@ -34,8 +34,9 @@ from pathlib import Path
 IDLE_S = 900.0  # a host nobody asked for this long goes away (a run usually starts within minutes of the last)
 REQUEST_LIMIT = 1 << 20
 REQUEST_TIMEOUT_S = 10.0
-# Only the supervisor is started this way: it forks the trainer itself when the job allows (supervisor.py).
-SERVED_MODULES = ("core.runs.supervisor",)
+# The supervisor forks the trainer itself when the job allows (supervisor.py); exports and evaluations of a
+# run work on the CPU and are forked when their run needs no bitsandbytes (warm_start.start_worker).
+SERVED_MODULES = ("core.runs.supervisor", "core.export.worker", "core.eval.worker")
 # What a trainer imports, in the order it imports it. bitsandbytes is left out first (see
 # core/training/process.py), so trainers of quantised jobs are started the cold way by their supervisor.
 PRELOAD = ("torch", "transformers", "transformers.modeling_utils", "peft", "datasets", "accelerate", "trl",
@@ -145,7 +146,7 @@ def read_request(conn: socket.socket) -> dict:
             raise ValueError("the request is too long")
     request = json.loads(data)
     if not isinstance(request, dict) or request.get("module") not in SERVED_MODULES:
-        raise ValueError(f"only {', '.join(SERVED_MODULES)} is started here")
+        raise ValueError(f"only {', '.join(SERVED_MODULES)} are started here")
     fields = {"args": list, "log": str, "env": dict, "cwd": str}
     for name, kind in fields.items():
         if not isinstance(request.get(name), kind):

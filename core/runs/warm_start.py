@@ -31,7 +31,7 @@ from pathlib import Path
 
 from core.paths import PROJECT_ROOT, WORKSPACE_ENV
 from core.runs.job_folder import JobFolder
-from core.runs.launch import LaunchError, worker_env
+from core.runs.launch import LaunchError, launch, worker_env
 from core.runs.warm_host import lock_path, socket_path
 
 WARM_ENV = "LORA_WORKBENCH_WARM_START"
@@ -117,6 +117,39 @@ def start(module: str, args: list, log_file: Path, *, job: JobFolder) -> bool:
         return False  # refused, and said why in its log: nothing was started
     job.write_status(pid=reply["pid"])  # merged under the status lock, as launch() does
     return True
+
+
+def start_worker(module: str, args: list, log_file: Path, *, job: JobFolder, run_job: Path) -> None:
+    """Launch a detached worker for a finished run whose job.yaml is `run_job` (an export, an evaluation):
+    forked from the warm host when the run needs no bitsandbytes (the host left it out), else, or when no
+    host answers, started as always (core/runs/launch.py). Raises LaunchError, the job marked failed."""
+    if needs_bitsandbytes(read_job(run_job)) or not start(module, args, log_file, job=job):
+        launch(module, args, log_file, job=job)
+
+
+def read_job(job_file: Path) -> dict:
+    """A job.yaml as plain data, or {} when it cannot be read (the worker reads it again and reports the fault).
+
+    Plain YAML only: parsing the whole spec loads the method registry, and with it peft, transformers and
+    torch, seconds of CPU in a process that only launches (measured: 4.7-17 s on a busy 2-core machine)."""
+    import yaml
+
+    try:
+        job = yaml.safe_load(Path(job_file).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return job if isinstance(job, dict) else {}
+
+
+def section(job: dict, name: str) -> dict:
+    value = job.get(name)
+    return value if isinstance(value, dict) else {}
+
+
+def needs_bitsandbytes(job: dict) -> bool:
+    from core.training.process import needs_bitsandbytes as model_needs_it
+
+    return model_needs_it(str(section(job, "model").get("path", "")), str(job.get("method", "")))
 
 
 def start_host(folder: Path, key: str, env: dict[str, str]) -> None:

@@ -1,5 +1,6 @@
 """Warm start (core/runs/warm_start.py, warm_host.py): a run forked from a host that has imported the libraries
-trains exactly as one started in a new interpreter; the host serves only this user and only the supervisor."""
+trains exactly as one started in a new interpreter, an export of it is forked too; the host serves only this
+user and only the modules it names."""
 from __future__ import annotations
 
 import json
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from core.export import job as export_job
+from core.export.options import ExportOptions
 from core.paths import WORKSPACE_ENV
 from core.runs import runner, supervisor, warm_host, warm_start
 from core.runs.folder import RunFolder, pid_alive
@@ -63,7 +66,13 @@ def test_a_run_forked_from_the_warm_host_trains_like_a_cold_one(tiny_model_dir, 
     for name, tensor in cold_weights.items():
         assert torch.equal(tensor, warm_weights[name]), name
 
-    # Only the supervisor, asked in one JSON line, is started; anything else is refused and nothing forked.
+    # An export of the run (a worker of a finished run) is forked too, and writes the merged model.
+    export = export_job.start(ExportOptions(run=str(warm.path), out=str(tmp_path / "merged")), tmp_path / "ws-warm")
+    assert export.wait(poll_s=0.2)["state"] == "completed", export.log_tail()
+    assert f"started core.export.worker {export.path}" in sock.with_suffix(".log").read_text()
+    assert (tmp_path / "merged" / "config.json").is_file()
+
+    # Only the served modules, asked in one JSON line, are started; anything else is refused, nothing forked.
     request = {"module": "os", "args": [], "log": str(tmp_path / "x.log"), "env": {}, "cwd": str(tmp_path)}
     assert "only core.runs.supervisor" in ask(sock, json.dumps(request).encode() + b"\n")["error"]
     assert "error" in ask(sock, b"not json\n")
