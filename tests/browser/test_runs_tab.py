@@ -81,7 +81,8 @@ def test_runs_tab_lists_resumes_and_compares(server, page, tmp_path, tiny_model_
         page.click("#tab-train-button")  # the form still holds the page's job
         page.click("#start-button")
         page.wait_for_selector("#train-queue", state="visible", timeout=30000)
-        assert "Not started" in page.inner_text("#train-message")
+        # Waited for, not read at once: the offer to queue can show before the message is replaced.
+        page.wait_for_selector("#train-message:has-text('Not started')", timeout=30000)
         page.click("#train-queue")
         page.wait_for_selector("#train-message:has-text('Queued as')", timeout=30000)
         (entry,) = queue.entries(workspace)
