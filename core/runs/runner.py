@@ -21,7 +21,7 @@ from core.runs import queue, warm_start
 from core.runs.claims import Claim, claims_overlap, job_file_claim, spec_claim
 from core.runs.folder import SUPERVISOR_MODULE, RunFolder, list_runs, new_run_folder, write_atomic
 from core.runs.job_folder import file_lock
-from core.runs.launch import LaunchError, launch
+from core.runs.launch import LaunchError
 from core.runs.process_group import DEFAULT_GRACE_S
 from core.runs.queue import QueueEntry
 from core.spec import JobSpec, dump_spec
@@ -65,8 +65,7 @@ def launch_attempt(run: RunFolder, from_step: int = 0, checkpoint: str | None = 
     serves this environment (core/runs/warm_start.py; `warm=False` never asks); call under the start lock.
     Raises LaunchError (the run is then marked failed)."""
     run.begin_attempt(from_step, checkpoint)
-    if not (warm and warm_start.start(SUPERVISOR_MODULE, [run.path], run.log_file, job=run)):
-        launch(SUPERVISOR_MODULE, [run.path], run.log_file, job=run)
+    warm_start.launch_detached(SUPERVISOR_MODULE, [run.path], run.log_file, job=run, warm=warm)
 
 
 def launch_orphans(workspace: Path) -> list[RunFolder]:

@@ -119,12 +119,17 @@ def start(module: str, args: list, log_file: Path, *, job: JobFolder) -> bool:
     return True
 
 
-def start_worker(module: str, args: list, log_file: Path, *, job: JobFolder, run_job: Path) -> None:
-    """Launch a detached worker for a finished run whose job.yaml is `run_job` (an export, an evaluation):
-    forked from the warm host when the run needs no bitsandbytes (the host left it out), else, or when no
-    host answers, started as always (core/runs/launch.py). Raises LaunchError, the job marked failed."""
-    if needs_bitsandbytes(read_job(run_job)) or not start(module, args, log_file, job=job):
+def launch_detached(module: str, args: list, log_file: Path, *, job: JobFolder, warm: bool = True) -> None:
+    """Launch a detached worker: forked from the warm host when `warm` and one answers, else started as
+    always (core/runs/launch.py). Raises LaunchError, the job marked failed."""
+    if not (warm and start(module, args, log_file, job=job)):
         launch(module, args, log_file, job=job)
+
+
+def start_worker(module: str, args: list, log_file: Path, *, job: JobFolder, run_job: Path) -> None:
+    """Launch a detached worker for a finished run whose job.yaml is `run_job` (an export, an evaluation),
+    forked only when the run needs no bitsandbytes (the host left it out)."""
+    launch_detached(module, args, log_file, job=job, warm=not needs_bitsandbytes(read_job(run_job)))
 
 
 def read_job(job_file: Path) -> dict:
