@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -41,6 +42,19 @@ def end_warm_hosts():
     from core.runs.warm_start import stop_hosts
 
     stop_hosts()
+
+
+@pytest.fixture
+def own_runtime(monkeypatch):
+    """A runtime folder of this test's own, so it starts and ends its own host (short: a socket's path
+    has room for 107 bytes, which pytest's folders can pass)."""
+    from core.runs import warm_start
+
+    monkeypatch.delenv(warm_start.WARM_ENV, raising=False)
+    with tempfile.TemporaryDirectory(prefix="rt-") as base:
+        monkeypatch.setenv("XDG_RUNTIME_DIR", base)
+        yield Path(base) / "lora-workbench"
+        warm_start.stop_hosts()
 
 
 @pytest.fixture(scope="session")

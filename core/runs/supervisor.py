@@ -35,6 +35,9 @@ def trainer_command(run: RunFolder, job: dict | None = None) -> list[str]:
     return [sys.executable, "-m", module_for_strategy(strategy), str(run.job)]
 
 
+FORKED_LINE = "trainer forked from the warm host (libraries already loaded)"
+
+
 def can_fork_trainer(command: list[str], job: dict) -> bool:
     """In a process forked by a warm host (core/runs/warm_host.py), whether the trainer may be forked from
     it too: a single-process trainer of a job that needs no bitsandbytes (the host left it out) and keeps off
@@ -75,6 +78,8 @@ def start_trainer(run: RunFolder):
     job = read_job(run.job)
     command = trainer_command(run, job)
     if can_fork_trainer(command, job):
+        # Said in the log so a slow or odd start can be told apart from a new interpreter's.
+        print(f"[workbench] {FORKED_LINE}", flush=True)
         return ForkedTrainer(warm_host.fork_module(command[2], command[3:]))
     return subprocess.Popen(command, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL)
 

@@ -15,9 +15,11 @@ from core.runs.folder import RunFolder
 from core.runtime.distributed import agree
 
 
-def peak_memory_mb() -> float:
-    """Peak allocated GPU memory when training on CUDA, else the process's peak RSS."""
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+def peak_memory_mb(device: str) -> float:
+    """Peak allocated GPU memory when the run trains on CUDA, else the process's peak RSS. Decided by the
+    run's device, not by whether CUDA is set up: on a GPU machine a CPU run's libraries may set it up too,
+    and its GPU peak (0) is not the run's."""
+    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_initialized():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
@@ -32,8 +34,9 @@ def elapsed_before(run: RunFolder, step: int) -> float:
 
 
 class RunFolderCallback(TrainerCallback):
-    def __init__(self, run: RunFolder, samples_per_step: int, extras=(), prediction: dict | None = None):
+    def __init__(self, run: RunFolder, samples_per_step: int, device: str, extras=(), prediction: dict | None = None):
         self.run = run
+        self.device = device
         self.samples_per_step = samples_per_step
         # The pre-launch estimate (core/training/levers.py), checked against the run in status.json at the end.
         self.prediction = prediction
@@ -91,7 +94,7 @@ class RunFolderCallback(TrainerCallback):
             record["eval_loss"] = logs["eval_loss"]
         done = max(state.global_step, 1)
         record.update(
-            memory_mb=round(peak_memory_mb(), 1),
+            memory_mb=round(peak_memory_mb(self.device), 1),
             elapsed_s=round(elapsed, 2),
             eta_s=round(elapsed / done * max(state.max_steps - state.global_step, 0), 1),
         )
@@ -105,5 +108,5 @@ class RunFolderCallback(TrainerCallback):
         times = self.step_times
         # Mean step time from the end of the first step on, so loading and warm-up are not in it.
         step_s = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else None
-        measured = {"peak_mb": round(peak_memory_mb(), 1), "step_s": round(step_s, 3) if step_s else None}
+        measured = {"peak_mb": round(peak_memory_mb(self.device), 1), "step_s": round(step_s, 3) if step_s else None}
         self.run.write_status(estimate={"predicted": self.prediction, "measured": measured})

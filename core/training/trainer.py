@@ -228,7 +228,7 @@ def train(run: RunFolder) -> str:
     meters = [m for m in [telemetry.gpu_meter(spec)] if m is not None]  # per-GPU memory, use, power in metrics
     samples_per_step = t.batch_size * t.grad_accum * distributed.world_size()
     # The run-folder callback goes last, so a method callback's on_log/on_step_end work is done before it writes.
-    for cb in [guard, *extra, RunFolderCallback(run, samples_per_step=samples_per_step, extras=[*extra, *meters],
+    for cb in [guard, *extra, RunFolderCallback(run, samples_per_step=samples_per_step, device=device, extras=[*extra, *meters],
                                                 prediction=levers.prediction)]:
         trainer.add_callback(cb)
     rows = None

@@ -21,17 +21,6 @@ from core.spec import dump_spec
 from tests.helpers import tiny_spec, wait_for_end, wait_until
 
 
-@pytest.fixture
-def own_runtime(monkeypatch):
-    """A runtime folder of this test's own, so it starts and ends its own host (short: a socket's path
-    has room for 107 bytes, which pytest's folders can pass)."""
-    monkeypatch.delenv(warm_start.WARM_ENV, raising=False)
-    with tempfile.TemporaryDirectory(prefix="rt-") as base:
-        monkeypatch.setenv("XDG_RUNTIME_DIR", base)
-        yield Path(base) / "lora-workbench"
-        warm_start.stop_hosts()
-
-
 def adapter_tensors(run):
     from safetensors.torch import load_file
 
@@ -49,7 +38,7 @@ def ask(sock_path, request: bytes) -> dict:
 def test_a_run_forked_from_the_warm_host_trains_like_a_cold_one(tiny_model_dir, tmp_path, own_runtime):
     import torch
 
-    spec = tiny_spec(tiny_model_dir)
+    spec = tiny_spec(tiny_model_dir, runtime={"device": "cpu"})  # so on a GPU machine too (tests/runtime/test_gpu.py)
     cold = runner.start(spec, tmp_path / "ws-cold")  # no host yet: launched as always, and a host is started
     assert wait_for_end(cold)["state"] == "completed", cold.log_tail()
     sock = wait_until(lambda: next(own_runtime.glob("*.sock"), None), 180, "the warm host's socket")
@@ -60,6 +49,8 @@ def test_a_run_forked_from_the_warm_host_trains_like_a_cold_one(tiny_model_dir, 
     host_log = sock.with_suffix(".log").read_text()
     assert f"started core.runs.supervisor {warm.path}" in host_log and str(cold.path) not in host_log
     assert "bitsandbytes not loaded" in warm.log_tail()  # the host left it out; the trainer says so as before
+    assert supervisor.FORKED_LINE in warm.log_file.read_text()
+    assert supervisor.FORKED_LINE not in cold.log_file.read_text()
     # Same seed, same data, same steps: the same adapter, to the bit, whichever way the trainer started.
     cold_weights, warm_weights = adapter_tensors(cold), adapter_tensors(warm)
     assert cold_weights.keys() == warm_weights.keys()

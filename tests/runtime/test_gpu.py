@@ -95,3 +95,27 @@ def test_gpu_telemetry_in_metrics(workspace, tiny_model_dir):
     records = [r for r in run.read_metrics()[0] if "loss" in r]
     assert records and all(set(r["gpu_memory_mb"]) == {"0"} and r["gpu_memory_mb"]["0"] > 0 for r in records)
     assert all(0 <= r["gpu_utilization"]["0"] <= 100 for r in records)
+
+
+def test_warm_host_on_a_gpu_machine_forks_only_cpu_trainers(tiny_model_dir, tmp_path, own_runtime):
+    """With GPUs in reach, a warm host forks a CUDA run's supervisor but the trainer starts as a new
+    interpreter (a driver set up before a fork does not work in the child); a `device: cpu` run's trainer
+    is forked and trains as it would on a machine without GPUs."""
+    from core.runs import runner, supervisor
+    from tests.helpers import wait_for_end, wait_until
+
+    first = runner.start(tiny_spec(tiny_model_dir, runtime={"device": "cpu"}), tmp_path / "ws-first")
+    assert wait_for_end(first)["state"] == "completed", first.log_tail()
+    sock = wait_until(lambda: next(own_runtime.glob("*.sock"), None), 180, "the warm host's socket")
+
+    on_gpu = runner.start(tiny_spec(tiny_model_dir, runtime={"device": "cuda"}), tmp_path / "ws-gpu")
+    assert wait_for_end(on_gpu)["state"] == "completed", on_gpu.log_tail()
+    on_cpu = runner.start(tiny_spec(tiny_model_dir, runtime={"device": "cpu"}), tmp_path / "ws-cpu")
+    assert wait_for_end(on_cpu)["state"] == "completed", on_cpu.log_tail()
+
+    host_log = sock.with_suffix(".log").read_text()
+    assert f"started core.runs.supervisor {on_gpu.path}" in host_log
+    assert f"started core.runs.supervisor {on_cpu.path}" in host_log
+    gpu_log, cpu_log = on_gpu.log_file.read_text(), on_cpu.log_file.read_text()
+    assert "device=cuda" in gpu_log and supervisor.FORKED_LINE not in gpu_log
+    assert "device=cpu" in cpu_log and supervisor.FORKED_LINE in cpu_log

@@ -111,3 +111,17 @@ def test_adapter_loads_on_the_base_and_generates(completed, tiny_model_dir):
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=3, min_new_tokens=3, do_sample=False)
     assert out.shape[1] == inputs["input_ids"].shape[1] + 3
+
+
+def test_peak_memory_follows_the_runs_device_not_whether_cuda_is_set_up(monkeypatch):
+    """On a GPU machine a CPU run's libraries may set CUDA up; its memory is still the process's RSS (the
+    H100 run of the GPU tests showed 0 MB for CPU runs before this)."""
+    import torch
+
+    from core.training.callback import peak_memory_mb
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 3 * 2**20)
+    assert peak_memory_mb("cuda") == 3
+    assert peak_memory_mb("cpu") > 50  # this interpreter's peak RSS, with torch loaded
