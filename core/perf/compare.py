@@ -134,6 +134,7 @@ def print_side_by_side(pairs: list[dict], job, precision: str, device: str, thre
           f"CPU flags: {_cpu_flags()}; native bf16: {cpu_has_native_bf16()})")
     print(f"  data: {work / 'data'} (48 identity samples, template {peer.TEMPLATE}; the same tokens in both)")
     print(f"  ours: lean loss {job.runtime.lean_loss}, shared prefix {job.runtime.shared_prefix}, "
+          f"fused LoRA layers {job.runtime.fused_lora}, "
           f"group by length {t.group_by_length}, gradient checkpointing {t.gradient_checkpointing}")
     width = max(len(label) for label, _, _ in RATIO_ROWS + OTHER_ROWS) + 2
     for i, pair in enumerate(pairs, 1):

@@ -191,6 +191,13 @@ class RuntimeSection:
         "Measured on the bundled model's identity data (24 of 52 tokens shared), batch 8: 30% less CPU time per "
         "step. Used only on padded batches without gradient checkpointing.",
     )
+    fused_lora: bool = opt(
+        True,
+        "Compute each plain LoRA layer (frozen linear base, no DoRA) in one step that adds the low-rank product "
+        "into the base output in place, instead of PEFT's separate product, scaling and sum, each a new tensor "
+        "the size of the layer's output. Same loss and gradients (tested to 1e-5). Measured on the bundled "
+        "model, batch 8, fp32 on a 2-core CPU: steps 10-15% shorter. Not used with FSDP or ZeRO-3 (sharded weights).",
+    )
     processes: int = opt(
         1,
         "Training processes on this machine. On GPUs, one per GPU. On a CPU the cores are shared among them, "

@@ -4,6 +4,7 @@
                           exceeds 90% of the device's free memory (it costs about 40% more time)
   lean loss               runtime.lean_loss (core/training/head_loss.py)
   shared prefix           runtime.shared_prefix (core/training/shared_prefix.py); off with checkpointing
+  fused LoRA layers       runtime.fused_lora (core/training/fused_lora.py); off under FSDP and ZeRO-3
 Methods whose own forward adds to the loss (AdaLoRA's orthogonality term) keep TRL's loss step.
 
 Left as they are:
@@ -27,6 +28,7 @@ class Levers:
     checkpointing: bool
     lean_loss: bool
     shared_prefix: bool
+    fused_lora: bool = False
     free_bytes: int | None = None
     prediction: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -48,7 +50,7 @@ def free_memory(device: str) -> int | None:
 
 def data_shape(dataset, batch: int) -> dict:
     """Longest row, mean row and trained share of the encoded rows: what the prediction is made for."""
-    rows = dataset["input_ids"]
+    rows = list(dataset["input_ids"])  # a dataset column decodes its rows on each pass: read them once
     lengths = [len(ids) for ids in rows]
     labels = dataset["labels"] if "labels" in dataset.column_names else None
     trained = sum(sum(1 for x in row if x != -100) for row in labels) if labels is not None else sum(lengths)
@@ -65,6 +67,7 @@ def choose(spec, device: str, precision: str, dataset) -> Levers:
     """Resolve the job's speed and memory settings and make the run's prediction."""
     from core.perf.estimate import estimate_job, job_inputs
     from core.perf.peak import matmul_peak
+    from core.runtime.layout import sharded
 
     t, rt = spec.train, spec.runtime
     shape = data_shape(dataset, t.batch_size)
@@ -96,6 +99,8 @@ def choose(spec, device: str, precision: str, dataset) -> Levers:
     if free is not None and est.total > free:
         notes.append(f"WARNING: estimated peak {est.total / 2**20:,.0f} MiB exceeds the free memory "
                      f"{free / 2**20:,.0f} MiB; the run may fail with out-of-memory")
-    notes.append(f"lean loss {'on' if lean else 'off'}, shared prefix {'on' if shared else 'off'}")
-    return Levers(checkpointing=checkpointing, lean_loss=lean, shared_prefix=shared, free_bytes=free,
+    fused = rt.fused_lora and not sharded(spec)  # sharded weights are gathered by hooks the fused step would skip
+    notes.append(f"lean loss {'on' if lean else 'off'}, shared prefix {'on' if shared else 'off'}, "
+                 f"fused LoRA layers {'on' if fused else 'off'}")
+    return Levers(checkpointing=checkpointing, lean_loss=lean, shared_prefix=shared, fused_lora=fused, free_bytes=free,
                   prediction=prediction, notes=notes)

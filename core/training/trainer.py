@@ -172,6 +172,7 @@ def train(run: RunFolder) -> str:
     from core.models.loading import load_base_model, load_tokenizer
     from core.runtime import distributed, telemetry
     from core.training.callback import RunFolderCallback
+    from core.training.fused_lora import fuse_lora_layers
     from core.training.guards import RunGuard, check_weights, disk_full_named
     from core.training.lean_trainer import LeanSFTTrainer
     from core.training.levers import choose as choose_levers
@@ -220,6 +221,8 @@ def train(run: RunFolder) -> str:
         peft_config=peft_config,
     )
     call("after_wrap", spec, trainer.model)
+    if levers.fused_lora:
+        print(f"[workbench] fused LoRA forward on {fuse_lora_layers(trainer.model)} layers", flush=True)
     optimizer = call("optimizer", spec, trainer.model, args)
     if optimizer is not None:
         trainer.optimizer = optimizer  # the Trainer builds its own only when none is set

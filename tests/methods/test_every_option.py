@@ -635,6 +635,13 @@ def runtime_shared_prefix(job: Job, on):
     assert levers.choose(inputs.spec, "cpu", "fp32", inputs.train).shared_prefix is on
 
 
+def runtime_fused_lora(job: Job, on):
+    from core.training import levers
+
+    inputs = job.trainer_inputs(runtime={"fused_lora": on})
+    assert levers.choose(inputs.spec, "cpu", "fp32", inputs.train).fused_lora is on
+
+
 def group_config(job: Job, **runtime) -> dict:
     """The accelerate config a group run of the job writes into its run folder (this machine's device)."""
     spec = job.parse(runtime=runtime)
@@ -775,6 +782,7 @@ OPTIONS: dict[str, Option] = {
     "runtime.threads": Option([3], runtime_threads),
     "runtime.lean_loss": Option([True, False], runtime_lean_loss),
     "runtime.shared_prefix": Option([True, False], runtime_shared_prefix),
+    "runtime.fused_lora": Option([True, False], runtime_fused_lora),
 
 
     "runtime.processes": Option([2], runtime_processes),

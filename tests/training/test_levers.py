@@ -83,6 +83,25 @@ def test_levers_leave_loss_and_gradients_unchanged(lean_setup):
             assert trainer.prefix_tokens_saved > before
 
 
+def test_fused_lora_layers_leave_loss_and_gradients_unchanged(lean_setup):
+    """All levers on, fused LoRA layers too, against the model's own loss through PEFT's layers."""
+    from core.training import fused_lora
+
+    trainer, batch = lean_setup
+    ref_loss, ref_grads = _plain_model_loss(trainer, batch)
+    fused = []
+    try:
+        assert fused_lora.fuse_lora_layers(trainer.model) == 14  # 2 layers x 7 linear projections of the tiny model
+        fused = [m for m in trainer.model.modules()
+                 if getattr(vars(m).get("forward"), "__func__", None) is fused_lora._fused_forward]
+        loss, grads = _loss_and_grads(trainer, batch, lean=True, share=True)
+    finally:
+        for module in fused:  # the fixture's trainer is shared with the other tests: PEFT's forward again
+            del module.forward
+    _close(loss, ref_loss, "loss with fused LoRA layers")
+    _close(grads, ref_grads, "adapter gradients with fused LoRA layers")
+
+
 def test_metrics_match_trl(lean_setup):
     """Entropy and token accuracy, now from the trained positions only, equal TRL's full-logit figures."""
     trainer, batch = lean_setup
