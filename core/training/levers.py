@@ -9,7 +9,10 @@ Methods whose own forward adds to the loss (AdaLoRA's orthogonality term) keep T
 
 Left as they are:
   torch.compile   not turned on: inductor compiles C++ kernels at the first step, which on a 2-core CPU alone
-                  exceeds the 10 s launch-to-first-step budget, and row lengths change every batch.
+                  exceeds the 10 s launch-to-first-step budget, and row lengths change every batch. Tried on
+                  the bundled bench job (each decoder layer compiled, dynamic shapes, 2-core AVX2): first step
+                  80 s instead of 8, later steps within 10% of eager (each layer index recompiles until
+                  dynamo's cache limit, and the shared prefix's cache breaks the graph).
   Liger kernels   fused Triton kernels for CUDA, not installed; on GPUs TRL 1.16 already fuses the output
                   layer, and the lean loss covers the same ground on every device.
   threads         torch's default, one per core, as the peer tool runs; not tuned.

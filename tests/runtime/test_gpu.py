@@ -119,3 +119,20 @@ def test_warm_host_on_a_gpu_machine_forks_only_cpu_trainers(tiny_model_dir, tmp_
     gpu_log, cpu_log = on_gpu.log_file.read_text(), on_cpu.log_file.read_text()
     assert "device=cuda" in gpu_log and supervisor.FORKED_LINE not in gpu_log
     assert "device=cpu" in cpu_log and supervisor.FORKED_LINE in cpu_log
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_fused_lora_layers_match_peft_on_cuda(dtype):
+    """The fused LoRA layer (core/training/fused_lora.py) on the GPU, in fp32 and under bf16/fp16 autocast."""
+    import torch
+
+    from tests.training.test_fused_lora import peft_pair, rel, run
+
+    plain, fused, count = peft_pair(lora_dropout=0.1)
+    plain, fused = plain.cuda(), fused.cuda()
+    x = torch.randn(3, 5, 32, device="cuda")
+    autocast = dtype != "float32"
+    (y1, gx1, p1), (y2, gx2, p2) = (run(m, x, autocast, getattr(torch, dtype)) for m in (plain, fused))
+    tolerance = {"float32": 1e-5, "bfloat16": 2 ** -6, "float16": 2 ** -9}[dtype]  # two steps of the format
+    assert y2.dtype == y1.dtype and rel(y2, y1) < tolerance and rel(gx2, gx1) < tolerance
+    assert all(rel(p2[name], p1[name]) < tolerance for name in p1)

@@ -35,10 +35,10 @@ def peft_pair(**config):
     return plain, fused, fuse_lora_layers(fused)
 
 
-def run(model, x, autocast):
+def run(model, x, autocast, dtype=torch.bfloat16):
     torch.manual_seed(1)  # the same dropout masks in both models
     x = x.detach().clone().requires_grad_()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast(x.device.type, dtype=dtype, enabled=autocast):
         y = model(x)
     y.float().pow(2).sum().backward()
     return y, x.grad, {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
