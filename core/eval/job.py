@@ -34,7 +34,6 @@ class EvalJob(JobFolder):
     EMPTY_STATUS: ClassVar[dict] = {"state": "queued", "pid": None, "stage": "queued", "progress": 0.0,
                                     "error": None, "result": None}
 
-    request_file = property(lambda self: self.path / "request.json")
     cancel = JobFolder.request_end
     cancel_requested = JobFolder.end_requested
 
@@ -44,9 +43,7 @@ class EvalJob(JobFolder):
 
 def active_jobs(workspace: Path) -> list[EvalJob]:
     """The workspace's evaluations that are queued or running (one whose process died reads as failed)."""
-    root = Path(workspace) / "evals"
-    jobs = [EvalJob(p) for p in root.iterdir() if (p / "request.json").is_file()] if root.is_dir() else []
-    return [job for job in jobs if job.is_active()]
+    return [job for job in EvalJob.jobs_in(Path(workspace) / "evals") if job.is_active()]
 
 
 def start(options: EvalOptions, workspace: Path, policy=None) -> EvalJob:

@@ -33,7 +33,6 @@ class ExportJob(JobFolder):
                                     "error": None, "result": None}
 
     job_id = property(lambda self: self.path.name)
-    request_file = property(lambda self: self.path / "request.json")
     cancel_file = JobFolder.end_request_file
     cancel = JobFolder.request_end
     cancel_requested = JobFolder.end_requested
@@ -52,14 +51,12 @@ class ExportBusy(ValueError):
 
 def list_jobs(workspace: Path) -> list[ExportJob]:
     """The workspace's exports, newest first."""
-    root = exports_dir(workspace)
-    jobs = [ExportJob(p) for p in root.iterdir() if (p / "request.json").is_file()] if root.is_dir() else []
-    return sorted(jobs, key=lambda j: j.request_file.stat().st_mtime, reverse=True)
+    return ExportJob.jobs_in(exports_dir(workspace))
 
 
 def active_job(workspace: Path) -> ExportJob | None:
     """The workspace's export that is queued or running, if any."""
-    return next((job for job in list_jobs(workspace) if job.status()["state"] in ACTIVE), None)
+    return next((job for job in list_jobs(workspace) if job.is_active()), None)
 
 
 def start(options: ExportOptions, workspace: Path, policy=None, exclusive: bool = False) -> ExportJob:

@@ -83,9 +83,18 @@ class JobFolder:
     FINAL_STATES: ClassVar[tuple[str, ...]] = ("completed", "failed")
     EMPTY_STATUS: ClassVar[dict] = {"state": "queued", "pid": None, "error": None}
 
+    REQUEST_NAME: ClassVar[str] = "request.json"  # what a job asked for, written before it starts (exports, evaluations)
+
     status_file = property(lambda self: self.path / "status.json")
+    request_file = property(lambda self: self.path / self.REQUEST_NAME)
     log_file = property(lambda self: self.path / self.LOG_NAME)
     end_request_file = property(lambda self: self.path / self.END_REQUEST_NAME)
+
+    @classmethod
+    def jobs_in(cls, root: Path) -> list:
+        """The jobs of this kind in `root` (the folders whose request is written), newest first."""
+        jobs = [cls(p) for p in root.iterdir() if (p / cls.REQUEST_NAME).is_file()] if root.is_dir() else []
+        return sorted(jobs, key=lambda job: job.request_file.stat().st_mtime, reverse=True)
 
     # --- status -----------------------------------------------------------------
     def raw_status(self) -> dict:
