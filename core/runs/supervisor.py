@@ -22,7 +22,7 @@ from pathlib import Path
 from core.paths import PROJECT_ROOT
 from core.runs import host
 from core.runs.folder import ACTIVE_STATES, RunFolder
-from core.runs.warm_start import needs_bitsandbytes, read_job, section
+from core.runs.warm_start import job_needs_bitsandbytes, read_job, section
 
 
 def trainer_command(run: RunFolder, job: dict | None = None) -> list[str]:
@@ -51,7 +51,7 @@ def can_fork_trainer(command: list[str], job: dict) -> bool:
         return False
     if str(section(job, "runtime").get("device", RuntimeSection().device)) != "cpu" and gpu_device_nodes():
         return False
-    return not needs_bitsandbytes(job)
+    return not job_needs_bitsandbytes(job)
 
 
 def gpu_device_nodes() -> list[str]:

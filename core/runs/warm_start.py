@@ -129,7 +129,7 @@ def launch_detached(module: str, args: list, log_file: Path, *, job: JobFolder, 
 def start_worker(module: str, args: list, log_file: Path, *, job: JobFolder, run_job: Path) -> None:
     """Launch a detached worker for a finished run whose job.yaml is `run_job` (an export, an evaluation),
     forked only when the run needs no bitsandbytes (the host left it out)."""
-    launch_detached(module, args, log_file, job=job, warm=not needs_bitsandbytes(read_job(run_job)))
+    launch_detached(module, args, log_file, job=job, warm=not job_needs_bitsandbytes(read_job(run_job)))
 
 
 def read_job(job_file: Path) -> dict:
@@ -151,10 +151,11 @@ def section(job: dict, name: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def needs_bitsandbytes(job: dict) -> bool:
-    from core.training.process import needs_bitsandbytes as model_needs_it
+def job_needs_bitsandbytes(job: dict) -> bool:
+    """core.training.process.needs_bitsandbytes for a job read as plain data (read_job)."""
+    from core.training.process import needs_bitsandbytes
 
-    return model_needs_it(str(section(job, "model").get("path", "")), str(job.get("method", "")))
+    return needs_bitsandbytes(str(section(job, "model").get("path", "")), str(job.get("method", "")))
 
 
 def start_host(folder: Path, key: str, env: dict[str, str]) -> None:

@@ -48,7 +48,9 @@ class _LoraLinear(torch.autograd.Function):
         s, dtype = ctx.scaling, ctx.dtype
         need_x, need_xl, _, _, need_a, need_b = ctx.needs_input_grad[:6]
         grad = grad.to(dtype)
-        grad_h = torch.mm(grad, b).mul_(s) if (need_x or need_xl or need_a) else None
+        # A's output gradient serves A's own, dropout's input (x_lora), and x itself when x feeds A directly.
+        needs_h = need_a or need_xl or (need_x and ctx.shared_input)
+        grad_h = torch.mm(grad, b).mul_(s) if needs_h else None
         grad_x = grad_xl = None
         if need_x:
             grad_x = torch.mm(grad, weight.to(dtype))
