@@ -110,3 +110,19 @@ def test_the_run_stops_at_the_step_whose_batch_turns_the_loss_nan(tiny_model_dir
     assert [r["step"] for r in records] == list(range(1, step))
     assert all(r["loss"] == r["loss"] for r in records)  # every recorded loss is a number
     assert not run.adapter_dir.exists()
+
+
+def test_the_guard_reads_the_norm_the_trainer_formed_and_forms_it_only_without_one():
+    import torch
+
+    from core.training.guards import NonFiniteLoss, RunGuard
+
+    step = type("State", (), {"global_step": 4})()
+    with pytest.raises(NonFiniteLoss, match="step 5: the gradient norm is nan"):
+        RunGuard(step_norm=lambda: torch.tensor(float("nan"))).on_pre_optimizer_step(None, step, None, model=None)
+    RunGuard(step_norm=lambda: 2.5).on_pre_optimizer_step(None, step, None, model=None)  # finite: the step goes on
+
+    layer = torch.nn.Linear(2, 1)
+    layer.weight.grad = torch.tensor([[float("inf"), 0.0]])
+    with pytest.raises(NonFiniteLoss, match="norm is inf"):  # no norm from the Trainer yet: formed from the model
+        RunGuard(step_norm=lambda: None).on_pre_optimizer_step(None, step, None, model=layer)
