@@ -2,7 +2,7 @@
 and the shared-prefix forward are checked against TRL's own loss step and against the plain model loss,
 on the tiny model, loss and every adapter gradient.
 
-Tolerance: fp32 sums taken in another order (chunks, a batch-1 prefix) differ by float rounding only,
+Tolerance: fp32 sums taken in another order (chunks, a prefix computed once) differ by float rounding only,
 measured at about 5e-7 relative on the bundled model; the test allows 1e-5 relative."""
 from __future__ import annotations
 
@@ -81,6 +81,43 @@ def test_levers_leave_loss_and_gradients_unchanged(lean_setup):
         _close(grads, ref_grads, f"adapter gradients with lean={lean} shared prefix={share}")
         if share:  # the chat template's system prompt is shared by every identity sample: the lever really ran
             assert trainer.prefix_tokens_saved > before
+
+
+def test_shared_prefix_in_one_pass_and_in_two_equals_the_model_loss(lean_setup, monkeypatch):
+    """The prefix and every row's rest laid end to end in one pass (models attending through SDPA), and the
+    fallback (the prefix's keys and values broadcast to the rows as a cache) both give the model's own loss and
+    gradients; a model whose layers do not all attend through the interface gets the fallback."""
+    from transformers import AttentionInterface
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from core.training import shared_prefix
+
+    trainer, batch = lean_setup
+    ref_loss, ref_grads = _plain_model_loss(trainer, batch)
+    one_pass, results = shared_prefix._one_pass_hidden, []
+
+    def recorded(*args):
+        results.append(one_pass(*args))
+        return results[-1]
+
+    monkeypatch.setattr(shared_prefix, "_one_pass_hidden", recorded)
+    monkeypatch.setattr(shared_prefix, "_one_pass_refused", set())
+    loss, grads = _loss_and_grads(trainer, batch, lean=True, share=True)
+    assert len(results) == 1 and results[0] is not None  # the tiny Llama took the one pass
+    _close(loss, ref_loss, "loss, shared prefix in one pass")
+    _close(grads, ref_grads, "adapter gradients, shared prefix in one pass")
+
+    # Layers that attend without the interface: plain SDPA over the whole sequence, never counted. The pass is
+    # thrown away, the model remembered, and the two-pass form gives the right loss.
+    monkeypatch.setitem(AttentionInterface._global_mapping, shared_prefix.ONE_PASS_ATTENTION, sdpa_attention_forward)
+    results.clear()
+    loss, grads = _loss_and_grads(trainer, batch, lean=True, share=True)
+    assert results == [None] and shared_prefix._one_pass_refused
+    _close(loss, ref_loss, "loss, shared prefix in two passes")
+    _close(grads, ref_grads, "adapter gradients, shared prefix in two passes")
+    results.clear()
+    _loss_and_grads(trainer, batch, lean=True, share=True)
+    assert results == []  # a refused model is not tried again
 
 
 def test_fused_lora_layers_leave_loss_and_gradients_unchanged(lean_setup):
