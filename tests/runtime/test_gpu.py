@@ -136,3 +136,11 @@ def test_fused_lora_layers_match_peft_on_cuda(dtype):
     tolerance = {"float32": 1e-5, "bfloat16": 2 ** -6, "float16": 2 ** -9}[dtype]  # two steps of the format
     assert y2.dtype == y1.dtype and rel(y2, y1) < tolerance and rel(gx2, gx1) < tolerance
     assert all(rel(p2[name], p1[name]) < tolerance for name in p1)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_shared_prefix_in_one_pass_on_cuda(tiny_model_dir, dtype):
+    """The one-pass shared prefix (core/training/shared_prefix.py) on CUDA's SDPA kernels equals the plain forward."""
+    from tests.training.test_levers import one_pass_against_plain
+
+    assert one_pass_against_plain(tiny_model_dir, "cuda", dtype) < {"float32": 1e-5, "bfloat16": 2 ** -6}[dtype]

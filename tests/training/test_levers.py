@@ -186,3 +186,31 @@ def test_shared_prefix_length_rules():
     labels[:, 4] = 1  # a label inside the would-be prefix leaves too short a prefix: not worth it
     assert shared_prefix_length(ids, mask, labels) == 0
     assert shared_prefix_length(ids[:1], mask[:1], labels[:1]) == 0  # one row shares nothing
+
+
+def one_pass_against_plain(model_dir, device: str, dtype: str = "float32") -> float:
+    """Relative difference between the rows' final hidden states from the one-pass shared prefix and from the
+    model's plain forward, for rows with padding of their own, at every position that is not padding."""
+    from transformers import AutoModelForCausalLM
+
+    from core.training.shared_prefix import _one_pass_hidden
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, attn_implementation="sdpa",
+                                                 dtype=getattr(torch, dtype)).to(device)
+    body = model.model
+    rows, length, prefix = 4, 20, 9
+    ids = torch.randint(5, body.config.vocab_size, (rows, length), device=device)
+    ids[:, :prefix] = ids[0, :prefix]
+    mask = torch.ones_like(ids)
+    mask[1, 15:], mask[3, 11:] = 0, 0
+    with torch.no_grad():
+        plain = body(input_ids=ids, attention_mask=mask).last_hidden_state[:, prefix:].float()
+        got = _one_pass_hidden(body, ids, mask, None, prefix)
+    assert got is not None, "the one pass was refused"
+    keep = mask[:, prefix:].bool()
+    return float((got.float()[keep] - plain[keep]).norm() / plain[keep].norm())
+
+
+def test_one_pass_hidden_states_equal_the_plain_forward_with_padded_rows(tiny_model_dir):
+    assert one_pass_against_plain(tiny_model_dir, "cpu") < TOLERANCE
