@@ -5,24 +5,27 @@
                 bundled model's peer job, 90 MiB less peak RSS and a shorter start. `app.py train` and the
                 other one-job commands leave it out too (their launch checks count parameters with PEFT):
                 17.0 s -> 10.9 s of CPU for the quickstart's checks (timed under cProfile, 2-core AVX2 EPYC).
-  allocator     on Linux CPUs, tensors up to 32 MiB come from glibc's heap and larger ones get their own
-                mapping. glibc would raise its mmap threshold to that ceiling itself as large blocks are
-                freed, but only after some have been: fixed from the start, a forked trainer behaves the same
-                whatever its warm host did before. Each fresh mapping is paid for in page faults when first
-                written, and in this project's VMs a fault costs about 2 us a 4 KiB page: an earlier fixed
-                256 KiB threshold (every activation its own mapping) made an element-wise multiply of a
-                batch 8 x 29 x 1536 activation 12x slower (0.71 vs 0.06 ms) and the peer job's steps half
-                again as long. Measured on that job (2-core AMD EPYC, avx2 fma, no avx512; fp32; 10-12 steps,
-                mean from the second, alternated in one sitting): 256 KiB 3.05 s a step at 1651 MiB peak RSS;
-                32 MiB 2.11-2.30 s at 1762-1794 MiB; glibc's default 1.95-2.21 s at 1764-1782 MiB; 4 MiB
-                2.08-2.38 s at 1735-1741 MiB. The peer tool's peak on that job is 1884 MiB.
+  allocator     on Linux CPUs, tensors up to 2 MiB come from glibc's heap and larger ones get their own mapping,
+                returned to the system when freed. Fixed, so a forked trainer behaves the same whatever its
+                warm host did before. Each fresh mapping is paid for in page faults when first written, about
+                2 us a 4 KiB page in this project's VMs: the earlier 256 KiB threshold (every activation its
+                own mapping) made an element-wise multiply of a batch 8 x 29 x 1536 activation 12x slower
+                (0.71 vs 0.06 ms) and the peer job's steps half again as long. The heap keeps what it frees,
+                so a higher threshold grows the peak with fragmentation: at 32 MiB (glibc's own ceiling) the
+                bundled model's estimate test (tests/e2e/test_estimate_e2e.py) measured QLoRA at batch 8 with
+                checkpointing at 2499 MiB against 1374 predicted, DoRA 2174 vs 1319; at 2 MiB 1514 and 1420,
+                every case within 13% of the estimate. Peer job (2-core AMD EPYC, avx2 fma, no avx512; fp32;
+                10-12 steps, mean from the second, alternated in one sitting): 256 KiB 3.05 s a step at 1651
+                MiB peak RSS; 2 MiB 1.98 s at 1729 MiB; 4 MiB 2.08-2.38 s at 1735-1741 MiB; 32 MiB
+                2.11-2.30 s at 1762-1794 MiB; glibc's default 1.95-2.21 s at 1764-1782 MiB. The peer tool
+                peaks at 1884 MiB on that job.
 """
 from __future__ import annotations
 
 import sys
 
 QUANTISED = ("qlora", "qdora")
-MMAP_THRESHOLD = 32 * 2**20  # glibc's own ceiling for its moving threshold (64-bit)
+MMAP_THRESHOLD = 2 * 2**20  # activations of small batches from the heap; see the docstring
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameter numbers from glibc's malloc.h
 
 
