@@ -16,6 +16,7 @@ from webui.chat_tab import build_chat_tab, end_session
 from webui.data_tab import build_data_tab
 from webui.eval_tab import build_eval_tab
 from webui.export_tab import build_export_tab
+from webui.form import FORM_CSS
 from webui.language import PageLanguage
 from webui.runs_tab import build_runs_tab
 from webui.sweep_tab import build_sweep_tab
@@ -93,4 +94,5 @@ def serve(host: str = "127.0.0.1", port: int = 7860, workspace: Path | None = No
     # No footer: its links are Gradio's own words, which the language switch cannot reach. No run history: it
     # keeps every call's inputs and outputs and can copy them to a Hugging Face bucket named in a request.
     demo.queue(default_concurrency_limit=8).launch(server_name=host, server_port=port, show_error=True, footer_links=[],
-                                                   max_file_size=MAX_UPLOAD_BYTES, run_history=False, **login)
+                                                   max_file_size=MAX_UPLOAD_BYTES, run_history=False, css=FORM_CSS,
+                                                   **login)

@@ -24,6 +24,12 @@ def field_id(dotted: str) -> str:
     return "field-" + dotted.replace(".", "-").replace("_", "-")
 
 
+CHECKBOX_CLASS = "wb-checkbox"
+# Gradio gives a checkbox's block no minimum width, so in a row of wider fields its label and help were squeezed
+# to a few letters a line; the page's style (webui/app.py) gives it the width the other fields get.
+FORM_CSS = ".wb-checkbox { min-width: min(200px, 100%) !important; }"
+
+
 def range_note(meta) -> str:
     lo, hi = meta.get("lo"), meta.get("hi")
     if lo is not None and hi is not None:
@@ -45,7 +51,7 @@ def field_component(dotted: str, f: dataclasses.Field, value: Any, lang: str, ch
     common = {**field_text(dotted, f, lang), "elem_id": field_id(dotted)}
     FIELD_IDS[common["elem_id"]] = (dotted, f)
     if f.type == "bool":
-        return gr.Checkbox(value=value, **common)
+        return gr.Checkbox(value=value, elem_classes=[CHECKBOX_CLASS], **common)
     if meta.get("multi"):
         return gr.CheckboxGroup(choices=meta["choices"], value=value, **common)
     if meta.get("choices"):
