@@ -23,11 +23,17 @@ class LeanSFTTrainer(SFTTrainer):
         # Activation checkpointing recomputes each layer without its cache, so a broadcast prefix cannot be used.
         self.share_prefix = share_prefix and not self.args.gradient_checkpointing
         self.prefix_tokens_saved = 0  # tokens not recomputed thanks to the shared prefix (for the log)
-        self.step_grad_norm = None  # this step's gradient norm as the Trainer formed it (RunGuard reads it)
+        self._step_grad_norm = None  # this step's gradient norm as the Trainer formed it, until RunGuard takes it
 
     def _get_grad_norm(self, model, grad_norm=None):
-        self.step_grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
-        return self.step_grad_norm
+        self._step_grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        return self._step_grad_norm
+
+    def take_step_grad_norm(self):
+        """This step's gradient norm, once: a later read before the next norm is formed gets None, so a guard
+        never checks the previous step's figure."""
+        norm, self._step_grad_norm = self._step_grad_norm, None
+        return norm
 
     def _lean_applies(self, model, return_outputs: bool) -> bool:
         return (self.lean_loss and not return_outputs and self.accelerator.num_processes == 1

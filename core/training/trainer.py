@@ -228,7 +228,7 @@ def train(run: RunFolder) -> str:
         trainer.optimizer = optimizer  # the Trainer builds its own only when none is set
     extra = call("callbacks", spec, trainer.model, plan)
     # First, so a NaN step is refused before anything records it; it reads the norm the Trainer formed.
-    guard = RunGuard(step_norm=lambda: trainer.step_grad_norm)
+    guard = RunGuard(step_norm=trainer.take_step_grad_norm)
     meters = [m for m in [telemetry.gpu_meter(spec)] if m is not None]  # per-GPU memory, use, power in metrics
     samples_per_step = t.batch_size * t.grad_accum * distributed.world_size()
     # The run-folder callback goes last, so a method callback's on_log/on_step_end work is done before it writes.

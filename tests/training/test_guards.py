@@ -126,3 +126,12 @@ def test_the_guard_reads_the_norm_the_trainer_formed_and_forms_it_only_without_o
     layer.weight.grad = torch.tensor([[float("inf"), 0.0]])
     with pytest.raises(NonFiniteLoss, match="norm is inf"):  # no norm from the Trainer yet: formed from the model
         RunGuard(step_norm=lambda: None).on_pre_optimizer_step(None, step, None, model=layer)
+
+
+def test_the_trainer_hands_each_steps_norm_to_the_guard_once():
+    from core.training.lean_trainer import LeanSFTTrainer
+
+    trainer = object.__new__(LeanSFTTrainer)  # only the hand-over is tried here; the runs above train for real
+    trainer._step_grad_norm = 3.0
+    assert trainer.take_step_grad_norm() == 3.0
+    assert trainer.take_step_grad_norm() is None  # the next read, before a new norm, forms its own
