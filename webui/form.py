@@ -27,7 +27,7 @@ def field_id(dotted: str) -> str:
 CHECKBOX_CLASS = "wb-checkbox"
 # Gradio gives a checkbox's block no minimum width, so in a row of wider fields its label and help were squeezed
 # to a few letters a line; the page's style (webui/app.py) gives it the width the other fields get.
-FORM_CSS = ".wb-checkbox { min-width: min(200px, 100%) !important; }"
+FORM_CSS = f".{CHECKBOX_CLASS} {{ min-width: min(200px, 100%) !important; }}"
 
 
 def range_note(meta) -> str:

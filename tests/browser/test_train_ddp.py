@@ -29,10 +29,6 @@ def test_ddp_run_through_the_ui(server, page, tiny_model_dir):
     set_field(page, "field-train-batch-size", 2)
     page.locator("#section-runtime").get_by_text("Runtime", exact=True).first.click()  # folded at start
     machine = page.inner_text("#train-machine")
-    # The section's checkboxes get a field's width beside the wider fields, not a column of a few letters.
-    widths = {name: page.locator(f"#field-runtime-{name}").bounding_box()["width"]
-              for name in ("lean-loss", "shared-prefix", "fused-lora", "precision")}
-    assert min(widths.values()) >= 150, widths
     assert f"{cpu_cores()} CPU cores" in machine and "no NVIDIA GPU" in machine, machine
     page.click("#field-runtime-device input")  # the picker offers this machine's devices
     offered = page.get_by_role("option").all_inner_texts()

@@ -52,6 +52,18 @@ def test_bad_value_is_refused_before_launch(server, page):
     assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir())
 
 
+def test_runtime_checkboxes_get_a_fields_width(server, page):
+    """The Runtime section's checkboxes sit beside wider fields; each gets a field's width, not a column of a few
+    letters (Gradio gives a checkbox's block no minimum width of its own)."""
+    url, _ = server
+    page.goto(url)
+    page.locator("#section-runtime").get_by_text("Runtime", exact=True).first.click()  # folded at start
+    page.wait_for_selector("#field-runtime-fused-lora", state="visible", timeout=15000)
+    widths = {name: page.locator(f"#field-runtime-{name}").bounding_box()["width"]
+              for name in ("lean-loss", "shared-prefix", "fused-lora", "precision")}
+    assert min(widths.values()) >= 150, widths
+
+
 def test_starts_at_once_make_one_run_and_a_refusal_naming_it(server, page):
     # Gradio drops a click on a pending button within one page, so the Starts that really overlap on the
     # server come from two pages (two browsers); this page clicks twice as an impatient user would.
